@@ -1,0 +1,1 @@
+"""tmp_monitor_tools."""
