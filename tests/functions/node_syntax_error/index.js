@@ -1,0 +1,4 @@
+// Deliberately not JavaScript: loading it is a Runtime.UserCodeSyntaxError.
+exports.handler = async (event) => {
+  return { event ;
+};
