@@ -75,7 +75,7 @@ def bad_variables(env: dict[str, str]) -> set[str]:
     return bad
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(environments)
 def test_load_never_raises_and_warns_once_per_bad_variable(env: dict[str, str]) -> None:
     warnings: list[str] = []
@@ -87,7 +87,7 @@ def test_load_never_raises_and_warns_once_per_bad_variable(env: dict[str, str]) 
     assert isinstance(loaded, config.Config)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(environments)
 def test_any_bad_purge_variable_leaves_the_purge_off(env: dict[str, str]) -> None:
     env = {names.ENV_PURGE: "always", **env}
@@ -96,6 +96,7 @@ def test_any_bad_purge_variable_leaves_the_purge_off(env: dict[str, str]) -> Non
         assert loaded.purge is PurgeMode.OFF
 
 
+@settings(deadline=None)
 @given(st.sampled_from(VARIABLES), values)
 def test_one_variable_alone_gives_its_value_or_one_warning(name: str, value: str) -> None:
     warnings: list[str] = []
@@ -112,6 +113,7 @@ def test_one_variable_alone_gives_its_value_or_one_warning(name: str, value: str
         assert loaded == config.Config()  # empty means unset
 
 
+@settings(deadline=None)
 @given(values)
 def test_values_that_parse_are_within_their_ranges(value: str) -> None:
     env = {name: value for name in VARIABLES}

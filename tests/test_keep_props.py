@@ -61,7 +61,7 @@ def oracle(pattern: str, path: list[str], is_dir: bool) -> bool | None:
     return False
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(small_patterns, paths, st.booleans())
 def test_keeps_agrees_with_a_plain_recursive_matcher(
     pattern: str, path: list[str], is_dir: bool
@@ -78,6 +78,7 @@ def test_keeps_agrees_with_a_plain_recursive_matcher(
     assert kept.keeps(relpath, is_dir) is (expected or defaults), (pattern, relpath)
 
 
+@settings(deadline=None)
 @given(any_value)
 def test_parse_raises_nothing_but_value_error(value: str) -> None:
     try:
@@ -87,6 +88,7 @@ def test_parse_raises_nothing_but_value_error(value: str) -> None:
         assert "\n" not in str(error)
 
 
+@settings(deadline=None)
 @given(
     st.lists(any_value, max_size=3), st.lists(st.one_of(names, fs_text), max_size=5), st.booleans()
 )
@@ -100,7 +102,7 @@ def test_keeps_never_raises(values: list[str], path: list[str], is_dir: bool) ->
     assert isinstance(kept.may_keep_below(relpath), bool)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(small_patterns, min_size=1, max_size=3), paths, paths, st.booleans())
 def test_a_kept_folder_keeps_everything_under_it(
     patterns: list[str], folder: list[str], below: list[str], is_dir: bool
@@ -113,7 +115,7 @@ def test_a_kept_folder_keeps_everything_under_it(
         assert kept.keeps("/".join(folder + below), is_dir)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(small_patterns, min_size=1, max_size=3), paths, paths, st.booleans())
 def test_may_keep_below_false_means_nothing_below_is_kept(
     patterns: list[str], folder: list[str], below: list[str], is_dir: bool
