@@ -47,9 +47,10 @@ exports.callbackNoWait = (event, context, callback) => {
 
 exports.nested = { deeper: { handler: async (event, context) => echo(event, context, 'nested') } };
 
-exports.throws = async () => {
-  const error = new TypeError('boom from the handler');
-  throw error;
+// Throws when the event asks, so that a test can show the environment goes on afterwards.
+exports.throws = async (event, context) => {
+  if (event?.throw === false) return echo(event, context, 'throws');
+  throw new TypeError('boom from the handler');
 };
 
 exports.callbackError = (event, context, callback) => callback(new RangeError('called back with an error'));
