@@ -270,6 +270,7 @@ async function invokeOnce(handler) {
       posting.then(() => resolve(), fatal);
     };
     const callback = (error, result) => {
+      if (answered) return; // a late callback must not touch the next invocation's state
       if (context.callbackWaitsForEmptyEventLoop) onEmptyEventLoop = () => answer(error, result);
       else answer(error, result);
     };
