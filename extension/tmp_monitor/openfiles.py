@@ -1,0 +1,100 @@
+"""What the processes of the environment hold open on one file system, read from /proc.
+
+The purge keeps every file that a process holds open (an fd), maps (a shared library, an mmap'd
+database) or works in (its cwd), and finds out afterwards which of the files it unlinked were
+still held (their space is not freed until the last holder lets go).
+
+A process is read through /proc/<pid>/fd, /proc/<pid>/maps and /proc/<pid>/cwd, which the kernel
+lets a process of the same uid read unless the target made itself non-dumpable; processes that
+cannot be read are counted, so that the caller can say so. Threads that unshared their fd table
+(rare) show their own fds only under /proc/<pid>/task/<tid>/fd, which is not read.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["HeldFiles", "held_files"]
+
+
+@dataclass(frozen=True, slots=True)
+class HeldFiles:
+    """Inodes of one file system that processes hold, at the instant of the scan."""
+
+    inodes: frozenset[int]  # held through an fd, a mapping or a cwd
+    unlinked: Mapping[int, int]  # inode -> allocated bytes, of fds on files with no link left
+    processes: int  # processes read
+    unreadable: int  # processes whose fds or maps could not be read (not counted in processes)
+
+
+def _maps_device(dev: int) -> str:
+    # /proc/<pid>/maps prints the device as "%02x:%02x" (major, minor): fs/proc/task_mmu.c.
+    return f"{os.major(dev):02x}:{os.minor(dev):02x}"
+
+
+def _read_fds(fd_dir: str, dev: int, inodes: set[int], unlinked: dict[int, int]) -> None:
+    """Adds the inodes on dev behind the fds listed in fd_dir; raises OSError if unreadable."""
+    for name in os.listdir(fd_dir):
+        try:
+            # stat() follows the magic link to the open file itself, even one that has been
+            # unlinked or lies outside our mount namespace.
+            st = os.stat(f"{fd_dir}/{name}")
+        except OSError:
+            continue  # closed meanwhile
+        if st.st_dev != dev:
+            continue
+        inodes.add(st.st_ino)
+        if st.st_nlink == 0:
+            unlinked[st.st_ino] = st.st_blocks * 512
+
+
+def _read_maps(maps_path: str, device: str, inodes: set[int]) -> None:
+    """Adds the inodes on device mapped by the process; raises OSError if unreadable."""
+    with open(maps_path, "rb") as maps:
+        data = maps.read()
+    needle = f" {device} ".encode()
+    for line in data.splitlines():
+        if needle not in line:
+            continue
+        # address perms offset dev inode [path]: the path may hold blanks, the rest cannot.
+        fields = line.split(maxsplit=5)
+        if len(fields) >= 5 and fields[3] == needle[1:-1]:
+            inode = int(fields[4])
+            if inode:
+                inodes.add(inode)
+
+
+def held_files(proc_root: str, dev: int) -> HeldFiles:
+    """Files on the file system dev that the processes under proc_root hold, but the caller.
+
+    Raises OSError only when proc_root itself cannot be listed.
+    """
+    self_pid = os.readlink(f"{proc_root}/self")
+    device = _maps_device(dev)
+    inodes: set[int] = set()
+    unlinked: dict[int, int] = {}
+    processes = unreadable = 0
+    for pid in os.listdir(proc_root):
+        if not pid.isdigit() or pid == self_pid:
+            continue
+        base = f"{proc_root}/{pid}"
+        try:
+            _read_fds(f"{base}/fd", dev, inodes, unlinked)
+            _read_maps(f"{base}/maps", device, inodes)
+        except OSError as error:
+            if error.errno in (errno.ENOENT, errno.ESRCH):
+                continue  # the process ended meanwhile
+            unreadable += 1
+            continue
+        try:
+            cwd = os.stat(f"{base}/cwd")
+        except OSError:
+            pass  # a zombie has no cwd; its fds and maps were read above
+        else:
+            if cwd.st_dev == dev:
+                inodes.add(cwd.st_ino)
+        processes += 1
+    return HeldFiles(frozenset(inodes), unlinked, processes, unreadable)
