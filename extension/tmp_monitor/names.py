@@ -55,6 +55,17 @@ PROP_MEMORY_SOURCE: Final = "memorySource"
 PROP_PURGED_BUT_OPEN: Final = "purgedButOpen"
 PROP_SHUTDOWN_REASON: Final = "shutdownReason"
 PROP_DOCUMENT: Final = "document"  # "invocation", "report" or "summary"
+PROP_ERRORS: Final = "errors"  # errors contained so far (sampling, emitting, out-of-order events)
+PROP_FALLBACK: Final = "fallback"  # why an invocation document closed without runtimeDone
+PROP_RUNTIME_DONE_MISSING: Final = "runtimeDoneMissing"  # summary: invocations closed that way
+PROP_RUNTIME_STATUS: Final = "status"  # runtimeDone / report status (success, error, timeout...)
+PROP_SAMPLES: Final = "samples"  # sampler ticks that went into the document
+
+# Values of PROP_DOCUMENT
+DOC_INVOCATION: Final = "invocation"
+DOC_REPORT: Final = "report"
+DOC_SUMMARY: Final = "summary"
+DOC_ENVIRONMENT: Final = "environment"  # multi-concurrency mode: environment-level samples
 
 # Metric units, as EMF spells them
 BYTES: Final = "Bytes"
