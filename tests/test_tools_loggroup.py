@@ -88,7 +88,7 @@ def test_a_window_after_the_events_finds_nothing(
     out = io.StringIO()
     assert cli.main(["report", "--log-group", GROUP, "--since", "5m", "--region", "eu-west-1"],
                     out) == 1  # fmt: skip
-    assert f"no tmp-monitor documents in {GROUP}" in capsys.readouterr().err
+    assert f"{GROUP}: no tmp-monitor documents" in capsys.readouterr().err
 
 
 def test_the_progress_bar_draws_on_a_terminal_only() -> None:

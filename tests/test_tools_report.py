@@ -224,7 +224,25 @@ def test_a_file_without_documents_says_so(
     path = tmp_path / "export.log"
     path.write_text("2026-12-07T23:00:00.000Z START RequestId: x Version: $LATEST\n")
     assert run("report", str(path)) == (1, "")
-    assert "no tmp-monitor documents" in capsys.readouterr().err
+    assert f"{path}: no tmp-monitor documents" in capsys.readouterr().err
+
+
+def test_multi_concurrency_environment_samples_are_not_invocations(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = {
+        "_aws": {"Timestamp": 1, "CloudWatchMetrics": []},
+        "document": "environment",
+        "TmpPeakBytes": [1.0],
+    }
+    path = tmp_path / "export.log"
+    path.write_text(f"2026-12-07T23:00:00.000Z {json.dumps(doc)}\n" * 2)
+    assert run("report", str(path)) == (1, "")
+    assert "only 2 environment-level samples" in capsys.readouterr().err
+    mixed = tmp_path / "mixed.log"
+    mixed.write_text(EXPORT.read_text() + path.read_text())
+    code, text = run("report", str(mixed))
+    assert code == 0 and "2 environment-level samples not shown" in text
 
 
 def test_since_takes_durations_and_iso_times() -> None:

@@ -144,11 +144,13 @@ def _report(args: argparse.Namespace, out: TextIO) -> int:
     result = report.build(logs)
     if not result.rows:
         where = args.log_group or ", ".join(map(str, args.source))
-        print(
-            f"tmp-monitor report: no tmp-monitor documents in {where} (is the layer attached, "
-            "and TMP_MONITOR_DISABLED unset?)",
-            file=sys.stderr,
+        why = (
+            f"only {result.environment_samples} environment-level samples (multi-concurrency "
+            "mode measures no single invocation)"
+            if result.environment_samples
+            else "no tmp-monitor documents (is the layer attached, and TMP_MONITOR_DISABLED unset?)"
         )
+        print(f"tmp-monitor report: {where}: {why}", file=sys.stderr)
         return EXIT_NOTHING
     if args.csv:
         out.write(report.to_csv(result))

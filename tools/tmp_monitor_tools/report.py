@@ -59,6 +59,8 @@ class Environment:
 class Report:
     rows: tuple[Row, ...]
     environments: tuple[Environment, ...]
+    # Environment-level documents (multi-concurrency mode), which belong to no invocation.
+    environment_samples: int
 
 
 def build(logs: Logs) -> Report:
@@ -66,8 +68,11 @@ def build(logs: Logs) -> Report:
     invocations: dict[tuple[str, str], Document] = {}
     reports: dict[tuple[str, str], Document] = {}
     summaries: dict[str, Document] = {}
+    samples = 0
     for doc in logs.documents:
-        if doc.kind == "summary":
+        if doc.kind == "environment":
+            samples += 1
+        elif doc.kind == "summary":
             summaries[doc.stream] = doc
         elif doc.request_id is not None:
             # Delivery is at least once: a repeated document replaces its twin.
@@ -86,7 +91,7 @@ def build(logs: Logs) -> Report:
     ]
     rows.sort(key=lambda r: (r.environment, r.invocation or 0, r.time_ms))
     environments = tuple(_environment(n, s, summaries.get(s)) for s, n in numbers.items())
-    return Report(tuple(rows), tuple(sorted(environments, key=lambda e: e.number)))
+    return Report(tuple(rows), tuple(sorted(environments, key=lambda e: e.number)), samples)
 
 
 def _metric(doc: Document | None, name: str) -> float | None:
@@ -208,6 +213,11 @@ def table(report: Report) -> str:
 
 def _notes(report: Report, several: bool) -> list[str]:
     notes = []
+    if report.environment_samples:
+        notes.append(
+            f"{report.environment_samples} environment-level samples not shown (multi-concurrency "
+            "mode has no per-invocation figures)"
+        )
     if any(r.max_memory_source == "platform" for r in report.rows):
         notes.append("* from the platform's report (the monitor's report document is missing)")
     if any(r.tmp_used_bytes is None for r in report.rows):
@@ -240,5 +250,6 @@ def to_json(report: Report) -> str:
     body = {
         "invocations": [asdict(r) for r in report.rows],
         "environments": [asdict(e) for e in report.environments],
+        "environment_samples": report.environment_samples,
     }
     return json.dumps(body, indent=2) + "\n"

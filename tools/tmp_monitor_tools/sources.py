@@ -18,7 +18,10 @@ from typing import Any, Protocol
 
 from tmp_monitor import names
 
-DOCUMENT_KINDS = ("invocation", "report", "summary")
+# Values of the "document" property. "environment": environment-level samples, written instead
+# of invocation documents in multi-concurrency mode.
+PER_INVOCATION = ("invocation", "report")
+DOCUMENT_KINDS = (*PER_INVOCATION, "summary", "environment")
 
 # A platform REPORT line as Lambda writes it in the TEXT log format.
 _REPORT_LINE = re.compile(r"^REPORT RequestId: (?P<id>\S+)\s")
@@ -122,7 +125,7 @@ def _document(
     stamp = aws.get("Timestamp") if isinstance(aws, dict) else None
     if not isinstance(stamp, int):
         raise InputError(source, line, "EMF document without an integer _aws.Timestamp")
-    if kind != "summary" and not isinstance(body.get(names.PROP_REQUEST_ID), str):
+    if kind in PER_INVOCATION and not isinstance(body.get(names.PROP_REQUEST_ID), str):
         raise InputError(source, line, f"{kind} document without {names.PROP_REQUEST_ID}")
     return Document(kind, stream, stamp, body, origin)
 
