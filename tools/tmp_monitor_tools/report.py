@@ -70,13 +70,13 @@ def build(logs: Logs) -> Report:
     summaries: dict[str, Document] = {}
     samples = 0
     for doc in logs.documents:
-        if doc.kind == "environment":
+        if doc.kind == names.DOC_ENVIRONMENT:
             samples += 1
-        elif doc.kind == "summary":
+        elif doc.kind == names.DOC_SUMMARY:
             summaries[doc.stream] = doc
         elif doc.request_id is not None:
             # Delivery is at least once: a repeated document replaces its twin.
-            target = invocations if doc.kind == "invocation" else reports
+            target = invocations if doc.kind == names.DOC_INVOCATION else reports
             target[(doc.stream, doc.request_id)] = doc
     platform = {(r.stream, r.request_id): r for r in logs.platform_reports}
 

@@ -18,10 +18,8 @@ from typing import Any, Protocol
 
 from tmp_monitor import names
 
-# Values of the "document" property. "environment": environment-level samples, written instead
-# of invocation documents in multi-concurrency mode.
-PER_INVOCATION = ("invocation", "report")
-DOCUMENT_KINDS = (*PER_INVOCATION, "summary", "environment")
+PER_INVOCATION = (names.DOC_INVOCATION, names.DOC_REPORT)
+DOCUMENT_KINDS = (*PER_INVOCATION, names.DOC_SUMMARY, names.DOC_ENVIRONMENT)
 
 # A platform REPORT line as Lambda writes it in the TEXT log format.
 _REPORT_LINE = re.compile(r"^REPORT RequestId: (?P<id>\S+)\s")
