@@ -317,18 +317,25 @@ def test_mounts_under_the_root_are_left_whole(fs: Fs) -> None:
             write(fs.root / "other" / "on-tmpfs", 100)
             before_other = snapshot(fs.root / "other")
 
-            result = purge_tree(str(fs.root), NO_KEEP)
+            # A file of another file system, bind-mounted onto a file of the root.
+            write(fs.root / "file-mount", 1)
+            mount_file = ["mount", "--bind", str(fs.root / "other" / "on-tmpfs")]
+            subprocess.run([*mount_file, str(fs.root / "file-mount")], check=True)
+            try:
+                result = purge_tree(str(fs.root), NO_KEEP)
+            finally:
+                subprocess.run(["umount", str(fs.root / "file-mount")], check=True)
 
             assert entries(fs.root / "other") == {b"on-tmpfs"}
             assert snapshot(fs.root / "other") == before_other
-            assert result.kept_mounts == 2 and result.files == 1
+            assert result.kept_mounts == 3 and result.files == 1 and result.errors == 0
         finally:
             subprocess.run(["umount", str(fs.root / "other")], check=True)
         assert os.listdir(fs.root / "bind") == ["precious"]
     finally:
         subprocess.run(["umount", str(fs.root / "bind")], check=True)
     assert snapshot(fs.outside) == outside
-    assert sorted(os.listdir(fs.root)) == ["bind", "other"]  # the mount points themselves
+    assert sorted(os.listdir(fs.root)) == ["bind", "file-mount", "other"]  # the mount points
 
 
 def test_hard_links_count_when_the_last_link_goes(fs: Fs) -> None:
@@ -797,14 +804,16 @@ def test_budget_follows_the_deadline() -> None:
 
 def test_anchored_patterns_match_after_subtrees_they_cannot_match(fs: Fs) -> None:
     # The purge skips keep checks below folders no pattern can reach, and must still know
-    # where it is when it comes back up from them.
-    for top in ("a", "m", "z"):
-        (fs.root / top).mkdir()
+    # where it is when it comes back up from them: whichever of x/p and x/q comes second is
+    # reached after a walk through the first one's subtree.
+    for top in ("a", "z", "x/p/sub", "x/q/sub"):
+        (fs.root / top).mkdir(parents=True)
         os.close(make_deep(fs.root / top, 80))
-    write(fs.root / "x" / "y" / "keep", 10)
-    write(fs.root / "x" / "y" / "junk", 10)
-    write(fs.root / "m" / "x" / "y" / "keep", 10)  # anchored: only x/y/keep at the root
+    write(fs.root / "x" / "p" / "keep", 10)
+    write(fs.root / "x" / "q" / "keep", 10)
+    write(fs.root / "m" / "x" / "p" / "keep", 10)  # anchored: only x/... at the root
 
-    result = purge_tree(str(fs.root), keep_mod.parse("x/y/keep"))
+    result = purge_tree(str(fs.root), keep_mod.parse("x/p/keep,x/q/keep"))
 
-    assert entries(fs.root) == {b"x", b"x/y", b"x/y/keep"} and result.kept_pattern == 1
+    assert entries(fs.root) == {b"x", b"x/p", b"x/p/keep", b"x/q", b"x/q/keep"}
+    assert result.kept_pattern == 2
