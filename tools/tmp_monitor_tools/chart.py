@@ -89,6 +89,17 @@ def draw(path: Path, panels: Sequence[tuple[str, ChartData]]) -> None:
             values: tuple[float, ...] = getattr(data, attr)
             ax.bar([x - 0.2 for x in xs], values, 0.4, bottom=bottom, label=label, color=color)
             bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+        # The platform's figure itself, so that parts adding up to more than it still show it.
+        known = [(x - 0.2, v) for x, v in zip(xs, data.max_memory_used, strict=True) if v]
+        ax.scatter(
+            [x for x, _ in known],
+            [v for _, v in known],
+            marker="_",
+            s=900,
+            color="black",
+            label="Max Memory Used",
+            zorder=3,
+        )
         ax.bar(
             [x + 0.2 for x in xs],
             data.tmp_used,
@@ -105,7 +116,7 @@ def draw(path: Path, panels: Sequence[tuple[str, ChartData]]) -> None:
         ax.set_xlabel("invocation")
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("MiB (left bar: Max Memory Used and its parts)")
-    axes[0][-1].legend(loc="upper left", fontsize="small")
+    axes[0][-1].legend(loc="upper left", fontsize="small", framealpha=0.9)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     pyplot.close(figure)
