@@ -27,6 +27,44 @@ LAMBDA_SANDBOX = Path(sys.executable).parent / "lambda-sandbox"
 PROBE = Path(__file__).resolve().parent / "functions" / "extensions" / "probe"
 
 
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+WORK_ROOT = Path("/var/tmp/lambda-sandbox")
+
+
+def leftovers(pid: int) -> list[str]:
+    """What a finished `lambda-sandbox` process `pid` left behind: processes, cgroups, loop
+    devices, work files (its environments are all named `<pid>-<start time>-<random>`)."""
+    prefix = f"{pid}-"
+    found: list[str] = []
+    for group in CGROUP_ROOT.glob("*/lambda-sandbox/*"):
+        if group.name.startswith(prefix):
+            found.append(f"cgroup {group}")
+    for group in CGROUP_ROOT.glob("unified/lambda-sandbox/*"):
+        if group.name.startswith(prefix):
+            found.append(f"cgroup {group}")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cgroups = (proc / "cgroup").read_text()
+        except OSError:
+            continue
+        if f"/lambda-sandbox/{prefix}" in cgroups:
+            found.append(f"process {proc.name}")
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        try:
+            text = backing.read_text()
+        except OSError:
+            continue
+        if f"{WORK_ROOT}/{prefix}" in text:
+            found.append(f"loop device {backing.parent.parent.name} -> {text.strip()}")
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        if f"{WORK_ROOT}/{prefix}" in line:
+            found.append(f"mount {line}")
+    found += [f"work files {p}" for p in WORK_ROOT.glob(f"{prefix}*")]
+    return found
+
+
 def python_function(folder: Path, source: str, module: str = "app") -> Path:
     """A Python function folder holding `<module>.py` with this source."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -83,6 +121,7 @@ def parse_report(line: str) -> ReportLine | None:
 @dataclass(frozen=True)
 class Run:
     argv: tuple[str, ...]
+    pid: int  # of the lambda-sandbox process; its cgroups and work files are named after it
     returncode: int
     stdout: list[str]
     stderr: list[str]
@@ -177,11 +216,12 @@ def run(
         elif event is not None:
             argv += ["--event", json.dumps(event)]
         argv += list(extra_args)
-        done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=process_timeout_s, check=False
-        )
-        stdout = done.stdout.splitlines()
-        stderr = done.stderr.splitlines()
+        with subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as proc:
+            out, err = proc.communicate(timeout=process_timeout_s)
+        stdout = out.splitlines()
+        stderr = err.splitlines()
         events = (
             [json.loads(line) for line in telemetry.read_text().splitlines()]
             if telemetry.exists()
@@ -192,7 +232,8 @@ def run(
         )
     return Run(
         argv=tuple(argv),
-        returncode=done.returncode,
+        pid=proc.pid,
+        returncode=proc.returncode,
         stdout=stdout,
         stderr=stderr,
         events=events,

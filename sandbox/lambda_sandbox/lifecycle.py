@@ -92,7 +92,7 @@ SandboxFactory = Callable[[FunctionConfig], Sandbox]
 class Failure:
     error_type: str
     message: str
-    status: str = "failure"  # runtimeDone/report status: failure, error or timeout
+    status: str = "error"  # runtimeDone/report status: error or timeout
 
 
 @dataclass(frozen=True)
