@@ -74,9 +74,11 @@ def _run(args: argparse.Namespace, index: int, title: str, env: tuple[str, ...])
     return Run(title, result.rows, report.table(result))
 
 
-def _range(values: list[float]) -> str:
-    low, high = min(values), max(values)
-    return f"{low:.0f} MB" if round(low) == round(high) else f"{low:.0f} to {high:.0f} MB"
+def _course(values: list[float]) -> str:
+    first, last = values[0], values[-1]
+    if round(first) == round(last):
+        return f"stayed at {last:.0f} MB"
+    return f"went from {first:.0f} MB to {last:.0f} MB"
 
 
 def conclusion(kept: Run, purged: Run) -> str:
@@ -102,13 +104,13 @@ def conclusion(kept: Run, purged: Run) -> str:
         f"({report.human_bytes(resident_end)} of it in memory) and Max Memory Used rose from "
         f"{kept_used[0]:.0f} MB to {kept_used[-1]:.0f} MB over {len(kept.rows)} invocations; "
         f"with TMP_MONITOR_PURGE=always the monitor freed {report.human_bytes(freed)} in all and "
-        f"Max Memory Used stayed at {_range(purged_used)}, {effect}."
+        f"Max Memory Used {_course(purged_used)}, {effect}."
     )
 
 
 def main() -> int:
     args = _arguments()
-    if not args.layer.is_file():
+    if not args.layer.exists():
         raise SystemExit(f"demo: no layer at {args.layer}: build it with ./build.sh")
     args.out.mkdir(parents=True, exist_ok=True)
     runs = []
