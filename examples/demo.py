@@ -118,6 +118,7 @@ def main() -> int:
         print(f"== {FUNCTION.name}, {args.invocations} invocations at {args.memory} MB, {title}")
         run = _run(args, index, title, env)
         print(run.text)
+        print(f"(what CloudWatch Logs would hold: {args.out / f'demo-{index}.log'})\n")
         runs.append(run)
     png = args.out / "demo.png"
     chart.draw(png, [(run.title, chart.series(run.rows)) for run in runs])

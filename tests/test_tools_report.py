@@ -82,7 +82,20 @@ def test_each_init_start_begins_a_new_environment_in_a_telemetry_file(tmp_path: 
     assert [(r.environment, r.invocation) for r in result.rows] == [
         (1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3),
     ]  # fmt: skip
-    assert len(result.environments) == 2
+    assert [e.stream for e in result.environments] == [
+        f"{path} (environment 1)",
+        f"{path} (environment 2)",
+    ]
+
+
+def test_several_files_keep_their_environments_apart(tmp_path: Path) -> None:
+    copy = tmp_path / "again.jsonl"
+    copy.write_text(TELEMETRY.read_text())
+    code, text = run("report", "--json", str(TELEMETRY), str(copy))
+    assert code == 0
+    body = json.loads(text)
+    assert [r["invocation"] for r in body["invocations"]] == [1, 2, 3, 1, 2, 3]
+    assert [e["invocations"] for e in body["environments"]] == [3, 3]
 
 
 def test_cloudwatch_events_join_per_log_stream() -> None:

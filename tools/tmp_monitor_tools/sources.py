@@ -232,7 +232,7 @@ def read_telemetry(text: str, source: str) -> Logs:
         kind, record = event["type"], event["record"]
         if kind == "platform.initStart" or environment == 0:
             environment += 1
-        stream = f"environment {environment}"
+        stream = f"{source} (environment {environment})"
         if kind == "extension" and isinstance(record, str):
             doc = _document(record, stream, f"{source}:{number}", source, number)
             if doc is not None:
