@@ -251,16 +251,19 @@ class TelemetryApi:
         return max(0.0, sub.first_at + s.timeout_ms / 1000 - time.monotonic())
 
     def _take(self, sub: _Subscriber) -> list[bytes]:
+        """The next batch: at most maxItems events, and at most maxBytes of JSON array (more only
+        when one event alone is larger)."""
         batch: list[bytes] = []
-        size = 0
+        size = 2  # the brackets; each event after the first adds a comma
         s = sub.subscription
         while sub.buffer and len(batch) < s.max_items:
-            if batch and size + len(sub.buffer[0]) > s.max_bytes:
+            grown = size + len(sub.buffer[0]) + (1 if batch else 0)
+            if batch and grown > s.max_bytes:
                 break
             data = sub.buffer.popleft()
             batch.append(data)
-            size += len(data)
-        sub.buffered_bytes -= size
+            sub.buffered_bytes -= len(data)
+            size = grown
         if sub.buffer:
             sub.first_at = time.monotonic()
         return batch
