@@ -94,7 +94,10 @@ def test_dashboard_body_is_what_dashboard_py_builds_for_the_template(
             memory_size_mb=fn["Properties"]["MemorySize"],
         )
     )
-    assert body == expected
+    assert body == expected, (
+        "examples/template.yaml's DashboardBody is not what dashboard.py builds: put the output of "
+        "the command in the comment above TmpMonitorDashboard there, indented, under the !Sub"
+    )
     assert "TmpWriterFunction" in template["Resources"]
 
 

@@ -132,11 +132,14 @@ def test_math_expressions_refer_to_hidden_metrics_of_the_same_widget() -> None:
     for widget in body["widgets"]:
         entries = widget["properties"].get("metrics", [])
         ids = {e[-1]["id"] for e in entries if not isinstance(e[0], dict) and "id" in e[-1]}
+        every_id = [e[-1]["id"] for e in entries if "id" in e[-1]]
+        assert len(every_id) == len(set(every_id))
         for entry in entries:
             if isinstance(entry[0], dict):
                 raw = entry[0]["expression"].split("/")[0]
                 assert raw in ids
                 assert entry[0]["expression"] == f"{raw}/1048576"
+                assert entry[0]["id"][0].islower()
 
 
 def test_widgets_tile_the_24_column_grid_without_overlap() -> None:
@@ -153,7 +156,9 @@ def test_widgets_tile_the_24_column_grid_without_overlap() -> None:
             cells |= mine
 
 
-def test_memory_size_becomes_an_annotation() -> None:
+def test_memory_size_becomes_an_annotation_and_none_without_it() -> None:
+    assert all("annotations" not in w["properties"] for w in dashboard.build_body(config())[
+        "widgets"][:2])  # fmt: skip
     (memory, *_) = [
         w
         for w in dashboard.build_body(config(memory_size_mb=256))["widgets"]

@@ -82,7 +82,9 @@ class _Metrics:
         """A byte metric shown in MiB: the raw metric hidden, a math expression drawn."""
         raw = f"m{len(self.entries)}"
         self.metric(name, id=raw, stat=stat, visible=False)
-        self.entries.append([{"expression": f"{raw}/{MIB}", "label": label, **options}])
+        self.entries.append(
+            [{"expression": f"{raw}/{MIB}", "label": label, "id": f"e{raw[1:]}", **options}]
+        )
 
 
 def _widget(config: Config, title: str, metrics: _Metrics, **properties: Any) -> dict[str, Any]:
@@ -112,17 +114,16 @@ def _memory(config: Config) -> dict[str, Any]:
     if config.metrics == "all":
         m.mib(names.SANDBOX_MEMORY_BYTES, "environment memory (cgroup)")
         m.metric(names.MEMORY_SIZE_MB, label="memory size")
-    annotations = (
-        {"horizontal": [{"label": "memory size", "value": config.memory_size_mb}]}
-        if config.memory_size_mb is not None
-        else {}
-    )
+    extra: dict[str, Any] = {}
+    if config.memory_size_mb is not None:
+        line = {"label": "memory size", "value": config.memory_size_mb}
+        extra["annotations"] = {"horizontal": [line]}
     return _widget(
         config,
         "Max Memory Used and its parts (MiB)",
         m,
         yAxis={"left": {"min": 0, "label": "MiB", "showUnits": False}},
-        annotations=annotations,
+        **extra,
     )
 
 
