@@ -63,6 +63,7 @@ STDLIB_DROP = (
     "distutils",
     "turtledemo",
     "turtle.py",
+    "ssl.py",  # without _ssl it cannot import anyway; better no module than a broken one
     "venv",
     "unittest",
     "__phello__",
