@@ -21,12 +21,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from tmp_monitor import config as config_mod
 from tmp_monitor import keep as keep_mod
 from tmp_monitor.purge import MAX_BUDGET_S, PurgeResult, budget_s, make_purger, purge_tree
 
+T = TypeVar("T")
 NOBODY = 65534
 HOLDER_PYTHON = "/usr/bin/python3.11"  # Debian's: the venv's interpreter is not nobody's to run
 NO_KEEP = keep_mod.parse("")  # DEFAULT_KEEP only
@@ -471,6 +473,8 @@ for what, path in zip(args[::2], args[1::2]):
         os.close(fd)
     elif what == "cwd":
         os.chdir(path)
+    elif what == "nodump":  # hide this process's /proc files from its own user
+        assert ctypes.CDLL(None).prctl(4, 0, 0, 0, 0) == 0  # PR_SET_DUMPABLE
     elif what == "sqlite":
         conn = sqlite3.connect(path)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -484,7 +488,10 @@ sys.stdin.read()
 
 
 class Holder:
-    """Another process that holds files ("open", "map", "cwd", "sqlite") until closed."""
+    """Another process that holds files ("open", "map", "cwd", "sqlite") until closed.
+
+    ("nodump", anything) makes it non-dumpable: its own user can no longer read its fds.
+    """
 
     def __init__(self, *holds: tuple[str, Path], uid: int | None = None) -> None:
         argv = [item for what, path in holds for item in (what, str(path))]
@@ -674,8 +681,8 @@ def chown_tree(top: Path, uid: int) -> None:
     subprocess.run(["chown", "-R", "-h", f"{uid}:{uid}", str(top)], check=True)
 
 
-def purge_as(uid: int, root: Path, keep: keep_mod.KeepList, **kwargs: object) -> PurgeResult:
-    """purge_tree run in a child process that dropped to uid."""
+def as_user(uid: int, work: Callable[[], T]) -> T:
+    """work() run in a forked child that dropped to uid; its (pickled) return value."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -684,8 +691,7 @@ def purge_as(uid: int, root: Path, keep: keep_mod.KeepList, **kwargs: object) ->
             os.setgroups([])
             os.setgid(uid)
             os.setuid(uid)
-            result = purge_tree(str(root), keep, **kwargs)  # type: ignore[arg-type]
-            os.write(write_end, pickle.dumps(result))
+            os.write(write_end, pickle.dumps(work()))
         finally:
             os._exit(0)
     os.close(write_end)
@@ -694,8 +700,37 @@ def purge_as(uid: int, root: Path, keep: keep_mod.KeepList, **kwargs: object) ->
         chunks.append(chunk)
     os.close(read_end)
     os.waitpid(pid, 0)
-    assert chunks, "the unprivileged purge died"
-    return pickle.loads(b"".join(chunks))
+    assert chunks, "the unprivileged child died"
+    value: T = pickle.loads(b"".join(chunks))
+    return value
+
+
+def purge_as(uid: int, root: Path, keep: keep_mod.KeepList) -> PurgeResult:
+    return as_user(uid, lambda: purge_tree(str(root), keep))
+
+
+def test_processes_of_the_same_user_that_cannot_be_read_are_counted_and_said_once(
+    fs: Fs,
+) -> None:
+    hidden = write(fs.root / "held-by-a-hidden-process", 10)
+    chown_tree(fs.root, NOBODY)
+
+    def twice() -> tuple[list[PurgeResult | None], list[str]]:
+        warnings: list[str] = []
+        purger = make_purger(purge_config(), root=str(fs.root), warn=warnings.append)
+        return [purger(0), purger(0)], warnings
+
+    holder = Holder(("open", hidden), ("nodump", hidden), uid=NOBODY)
+    try:
+        (first, second), warnings = as_user(NOBODY, twice)
+    finally:
+        holder.close()
+
+    assert first is not None and first.unreadable_processes == 1
+    assert second is not None and second.unreadable_processes == 1
+    # What it holds cannot be seen, so it is not protected: the warning says so, once.
+    assert first.files == 1
+    assert len([w for w in warnings if "cannot be read" in w]) == 1
 
 
 def test_unreadable_and_unwritable_folders_are_left_and_counted(fs: Fs) -> None:

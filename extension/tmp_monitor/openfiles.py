@@ -5,8 +5,10 @@ database) or works in (its cwd), and finds out afterwards which of the files it 
 still held (their space is not freed until the last holder lets go).
 
 A process is read through /proc/<pid>/fd, /proc/<pid>/maps and /proc/<pid>/cwd, which the kernel
-lets a process of the same uid read unless the target made itself non-dumpable; processes that
-cannot be read are counted, so that the caller can say so. Threads that unshared their fd table
+lets a process of the same uid read unless the target made itself non-dumpable. Processes that
+cannot be read are counted apart: those of the caller's own uid (the function's: what they hold
+is not protected, so the caller should say so), and those of other users (the platform's own
+init, which holds nothing of the function's). Threads that unshared their fd table
 (rare) show their own fds only under /proc/<pid>/task/<tid>/fd, which is not read.
 """
 
@@ -27,7 +29,8 @@ class HeldFiles:
     inodes: frozenset[int]  # held through an fd, a mapping or a cwd
     unlinked: Mapping[int, int]  # inode -> allocated bytes, of fds on files with no link left
     processes: int  # processes read
-    unreadable: int  # processes whose fds or maps could not be read (not counted in processes)
+    unreadable: int  # processes of the caller's uid whose fds or maps could not be read
+    foreign: int  # processes of other users that could not be read
 
 
 def _maps_device(dev: int) -> str:
@@ -67,6 +70,19 @@ def _read_maps(maps_path: str, device: str, inodes: set[int]) -> None:
                 inodes.add(inode)
 
 
+def _real_uid(status_path: str) -> int | None:
+    # /proc/<pid>/status is world-readable, even for a non-dumpable process (whose other /proc
+    # files turn root's).
+    try:
+        with open(status_path, "rb") as status:
+            for line in status:
+                if line.startswith(b"Uid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def _pids(proc_root: str) -> list[str]:
     self_pid = os.readlink(f"{proc_root}/self")
     return [pid for pid in os.listdir(proc_root) if pid.isdigit() and pid != self_pid]
@@ -80,15 +96,19 @@ def held_files(proc_root: str, dev: int) -> HeldFiles:
     device = _maps_device(dev)
     inodes: set[int] = set()
     unlinked: dict[int, int] = {}
-    processes = unreadable = 0
+    processes = unreadable = foreign = 0
     for pid in _pids(proc_root):
         base = f"{proc_root}/{pid}"
         try:
             _read_fds(f"{base}/fd", dev, inodes, unlinked)
             _read_maps(f"{base}/maps", device, inodes)
         except OSError as error:
-            if error.errno not in (errno.ENOENT, errno.ESRCH):  # else it ended meanwhile
+            if error.errno in (errno.ENOENT, errno.ESRCH):
+                continue  # it ended meanwhile
+            if _real_uid(f"{base}/status") in (os.getuid(), None):
                 unreadable += 1
+            else:
+                foreign += 1
             continue
         try:
             cwd = os.stat(f"{base}/cwd")
@@ -98,7 +118,7 @@ def held_files(proc_root: str, dev: int) -> HeldFiles:
             if cwd.st_dev == dev:
                 inodes.add(cwd.st_ino)
         processes += 1
-    return HeldFiles(frozenset(inodes), unlinked, processes, unreadable)
+    return HeldFiles(frozenset(inodes), unlinked, processes, unreadable, foreign)
 
 
 def unlinked_open_files(proc_root: str, dev: int) -> dict[int, int]:

@@ -88,7 +88,7 @@ class PurgeResult:
     kept_mounts: int  # mount points under the root, left whole
     skipped_other: int  # sockets, FIFOs, devices
     errors: int  # entries that could not be read or removed, and so were left
-    unreadable_processes: int  # processes whose open files could not be read
+    unreadable_processes: int  # processes of the purge's own uid whose open files are unknown
     truncated: bool  # stopped at the time budget; the rest goes at the next invocation
     dry_run: bool  # nothing was removed; the figures are what a purge would have done
     duration_ms: float
