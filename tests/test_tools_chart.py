@@ -25,6 +25,7 @@ def test_series_stack_the_parts_of_max_memory_used_per_invocation() -> None:
     assert data.monitor_rss == (14, 14, 15)
     # Max Memory Used 72, 82, 93 MB: the rest is what the three parts leave.
     assert data.rest == (72 - 64, 82 - 75, 93 - 86)
+    assert data.overlap == (0, 0, 0)
     assert data.max_memory_used == (72, 82, 93)
     for i in range(3):
         stacked = data.function_rss[i] + data.tmp_resident[i] + data.monitor_rss[i] + data.rest[i]
@@ -41,6 +42,7 @@ def test_the_rest_never_goes_below_zero_and_a_missing_max_is_none() -> None:
     missing = report.Row(**{**base.__dict__, "max_memory_used_mb": None, "invocation": 2})
     data = chart.series([over, missing])
     assert data.rest == (0.0, 0.0)
+    assert data.overlap == (40 + 10 + 14 - 50, 0.0)  # parts 64 MiB over a 50 MB mark
     assert data.max_memory_used == (50.0, None)
     assert data.function_rss == (40, 40)
 

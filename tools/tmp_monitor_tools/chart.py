@@ -16,13 +16,16 @@ from .report import MIB, Row
 class ChartData:
     """One bar group per invocation, in MiB. The four parts stack up to Max Memory Used; `rest`
     is what the parts do not explain (runtime overhead, kernel memory, other extensions), never
-    below zero. An invocation without Max Memory Used has `None` there and a `rest` of 0."""
+    below zero; `overlap` is how far the parts exceed Max Memory Used (RSS also counts shared
+    file pages, such as the runtime's binaries, whose page cache may be charged elsewhere). An invocation without Max Memory
+    Used has `None` there and 0 for `rest` and `overlap`."""
 
     labels: tuple[str, ...]
     function_rss: tuple[float, ...]
     tmp_resident: tuple[float, ...]
     monitor_rss: tuple[float, ...]
     rest: tuple[float, ...]
+    overlap: tuple[float, ...]
     max_memory_used: tuple[float | None, ...]
     tmp_used: tuple[float, ...]
     memory_size: float | None
@@ -34,7 +37,7 @@ def _mib(value: float | None) -> float:
 
 def series(rows: Sequence[Row]) -> ChartData:
     several = len({r.environment for r in rows}) > 1
-    labels, fn, res, mon, rest, used, tmp = [], [], [], [], [], [], []
+    labels, fn, res, mon, rest, over, used, tmp = [], [], [], [], [], [], [], []
     for row in rows:
         number = "?" if row.invocation is None else str(row.invocation)
         labels.append(f"{row.environment}.{number}" if several else number)
@@ -47,9 +50,9 @@ def series(rows: Sequence[Row]) -> ChartData:
         res.append(parts[1])
         mon.append(parts[2])
         used.append(row.max_memory_used_mb)
-        rest.append(
-            0.0 if row.max_memory_used_mb is None else max(0.0, row.max_memory_used_mb - sum(parts))
-        )
+        gap = 0.0 if row.max_memory_used_mb is None else row.max_memory_used_mb - sum(parts)
+        rest.append(max(0.0, gap))
+        over.append(max(0.0, -gap))
         tmp.append(_mib(row.tmp_used_bytes))
     sizes = {r.memory_size_mb for r in rows if r.memory_size_mb is not None}
     return ChartData(
@@ -58,6 +61,7 @@ def series(rows: Sequence[Row]) -> ChartData:
         tmp_resident=tuple(res),
         monitor_rss=tuple(mon),
         rest=tuple(rest),
+        overlap=tuple(over),
         max_memory_used=tuple(used),
         tmp_used=tuple(tmp),
         memory_size=sizes.pop() if len(sizes) == 1 else None,
@@ -116,7 +120,17 @@ def draw(path: Path, panels: Sequence[tuple[str, ChartData]]) -> None:
         ax.set_xlabel("invocation")
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("MiB (left bar: Max Memory Used and its parts)")
+    if any(max(data.overlap, default=0) > 0 for _, data in panels):
+        figure.text(
+            0.01,
+            0.01,
+            "Where the parts rise above the Max Memory Used mark, they overlap: RSS also counts "
+            "shared file pages (the runtime's binaries) that may be charged outside the "
+            "environment.",
+            fontsize="small",
+            color="#555555",
+        )
     axes[0][-1].legend(loc="upper left", fontsize="small", framealpha=0.9)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
     figure.savefig(path, dpi=100)
     pyplot.close(figure)
