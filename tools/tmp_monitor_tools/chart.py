@@ -17,8 +17,8 @@ class ChartData:
     """One bar group per invocation, in MiB. The four parts stack up to Max Memory Used; `rest`
     is what the parts do not explain (runtime overhead, kernel memory, other extensions), never
     below zero; `overlap` is how far the parts exceed Max Memory Used (RSS also counts shared
-    file pages, such as the runtime's binaries, whose page cache may be charged elsewhere). An invocation without Max Memory
-    Used has `None` there and 0 for `rest` and `overlap`."""
+    file pages, such as the runtime's binaries, whose page cache may be charged elsewhere). An
+    invocation without Max Memory Used has `None` there and 0 for `rest` and `overlap`."""
 
     labels: tuple[str, ...]
     function_rss: tuple[float, ...]
