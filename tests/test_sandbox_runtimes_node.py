@@ -172,14 +172,30 @@ def test_console_lines_have_lambdas_text_format() -> None:
     ]
 
 
-def test_uncaught_exception_ends_the_runtime_and_the_next_invocation_gets_a_new_one() -> None:
-    result = run(ECHO_CJS, "index.uncaught", NODE, invocations=2, timeout=5)
+@pytest.mark.parametrize(
+    ("handler", "error_type", "message", "exit_status"),
+    [
+        ("index.uncaught", "Error", "thrown from a timer", 129),
+        (
+            "index.unhandledRejection",
+            "Runtime.UnhandledPromiseRejection",
+            "Error: nobody catches this",
+            128,
+        ),
+    ],
+)
+def test_uncaught_error_ends_the_runtime_and_the_next_invocation_gets_a_new_one(
+    handler: str, error_type: str, message: str, exit_status: int
+) -> None:
+    result = run(ECHO_CJS, handler, NODE, invocations=2, timeout=5)
     assert result.returncode == 0, result.explain()
-    first = result.results[0]["payload"]
-    assert first["errorType"] == "Error"
-    assert first["errorMessage"] == "thrown from a timer"
-    # The process exited (status 129): a new environment, with its own Init, serves the next one.
-    assert result.reports[1].init_duration_ms is not None
+    for answer in result.results:
+        assert answer["payload"]["errorType"] == error_type
+        assert answer["payload"]["errorMessage"] == message
+    # The process ended with AWS's client's exit status; a new environment, with its own Init,
+    # serves the next invocation.
+    assert f"Runtime exited with error: exit status {exit_status}" in "\n".join(result.stdout)
+    assert [r.init_duration_ms is not None for r in result.reports] == [True, True]
 
 
 def _log_lines(stdout: list[str]) -> list[dict[str, str]]:
