@@ -47,7 +47,6 @@ class Document:
     stream: str
     time_ms: int
     members: Mapping[str, Any]
-    origin: str
 
     def number(self, name: str) -> float | None:
         return as_number(self.members.get(name))
@@ -103,9 +102,7 @@ class _Collector:
         return Logs(tuple(self.documents), tuple(self.reports))
 
 
-def _document(
-    text: str, stream: str, origin: str, source: str, line: int | None
-) -> Document | None:
+def _document(text: str, stream: str, source: str, line: int | None) -> Document | None:
     """The monitor's document in one log message, None for any other message."""
     stripped = text.strip()
     if not stripped.startswith("{") or '"_aws"' not in stripped:
@@ -125,7 +122,7 @@ def _document(
         raise InputError(source, line, "EMF document without an integer _aws.Timestamp")
     if kind in PER_INVOCATION and not isinstance(body.get(names.PROP_REQUEST_ID), str):
         raise InputError(source, line, f"{kind} document without {names.PROP_REQUEST_ID}")
-    return Document(kind, stream, stamp, body, origin)
+    return Document(kind, stream, stamp, body)
 
 
 def _platform_report(
@@ -152,11 +149,9 @@ def _report_line(text: str, stream: str) -> PlatformReport | None:
     return PlatformReport(stream, match["id"], used, fields.get("Memory Size"))
 
 
-def _message(
-    out: _Collector, text: str, stream: str, source: str, line: int | None, origin: str
-) -> None:
+def _message(out: _Collector, text: str, stream: str, source: str, line: int | None) -> None:
     """One CloudWatch Logs message: our document, a platform report, or something to ignore."""
-    doc = _document(text, stream, origin, source, line)
+    doc = _document(text, stream, source, line)
     if doc is not None:
         out.documents.append(doc)
         return
@@ -234,7 +229,7 @@ def read_telemetry(text: str, source: str) -> Logs:
             environment += 1
         stream = f"{source} (environment {environment})"
         if kind == "extension" and isinstance(record, str):
-            doc = _document(record, stream, f"{source}:{number}", source, number)
+            doc = _document(record, stream, source, number)
             if doc is not None:
                 out.documents.append(doc)
         elif kind == "platform.report":
@@ -322,7 +317,7 @@ def _event(out: _Collector, item: object, source: str, line: int) -> None:
         raise InputError(source, line, 'log event without "message" or integer "timestamp"')
     stream = item.get("logStreamName")
     stream = stream if isinstance(stream, str) else source
-    _message(out, message, stream, source, line, f"{source}:{line}")
+    _message(out, message, stream, source, line)
 
 
 def read_export(text: str, source: str) -> Logs:
@@ -337,7 +332,7 @@ def read_export(text: str, source: str) -> Logs:
         if match is None:
             continue
         matched = True
-        _message(out, line[match.end() :], source, source, number, f"{source}:{number}")
+        _message(out, line[match.end() :], source, source, number)
     if not matched:
         raise InputError(
             source,
@@ -390,8 +385,8 @@ def read_log_group(
             stream = str(event.get("logStreamName", group))
             stamp = int(event.get("timestamp", start_ms))
             latest = max(latest, stamp)
-            origin = f"{source} {stream} event {event.get('eventId', events)}"
-            _message(out, str(event.get("message", "")), stream, origin, None, origin)
+            where = f"{source} {stream} event {event.get('eventId', events)}"
+            _message(out, str(event.get("message", "")), stream, where, None)
         span = max(end_ms - start_ms, 1)
         on_page(Progress(pages, events, min(1.0, (latest - start_ms) / span)))
         token = page.get("nextToken")
