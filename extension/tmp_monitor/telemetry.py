@@ -8,8 +8,6 @@ thread).
 from __future__ import annotations
 
 import contextlib
-import http.client
-import http.server
 import json
 import socket
 import threading
@@ -17,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, NotRequired, TypedDict
 
-from tmp_monitor.extensions_api import ID_HEADER
+from tmp_monitor.extensions_api import ID_HEADER, WireError, read_body, read_headers, request
 from tmp_monitor.monitor import ReportFacts
 
 PATH: Final = "/2022-07-01/telemetry"
@@ -27,7 +25,8 @@ SCHEMA_VERSION: Final = "2022-12-13"
 BUFFERING: Final = {"maxItems": 1000, "maxBytes": 262144, "timeoutMs": 25}
 LISTEN_HOSTS: Final = ("sandbox.localdomain", "127.0.0.1")
 SUBSCRIBE_TIMEOUT_S: Final = 5.0
-MAX_BODY: Final = 8 << 20  # twice the largest batch the API sends, with room
+READ_TIMEOUT_S: Final = 5.0  # a platform connection that stalls mid-batch is given up
+_OK: Final = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
 class TelemetryEvent(TypedDict):
@@ -58,63 +57,54 @@ class ReportRecord(TypedDict):
     spans: NotRequired[list[Span]]
 
 
-@dataclass(frozen=True, slots=True)
 class Listener:
-    uri: str
-    server: http.server.HTTPServer
-    thread: threading.Thread
+    """The listener thread: accepts the platform's POSTs, one connection at a time."""
+
+    def __init__(self, sock: socket.socket, host: str, put: Callable[[TelemetryEvent], None]):
+        self._sock = sock
+        self._put = put
+        self.bad_batches = 0
+        port = sock.getsockname()[1]
+        self.uri = f"http://{host}:{port}"
+        self.address = (host, port)
+        self._thread = threading.Thread(
+            target=self._serve, name="tmp-monitor-telemetry", daemon=True
+        )
+        self._thread.start()
 
     def close(self) -> None:
-        """Stop serving (tests; the monitor just exits). Wakes the idle poll with a connection."""
-        stopper = threading.Thread(target=self.server.shutdown, daemon=True)
-        stopper.start()
-        host, port = self.server.server_address[:2]
-        for _ in range(20):  # until the serving loop has seen the shutdown flag
-            with contextlib.suppress(OSError):
-                socket.create_connection((str(host), int(port)), timeout=1.0).close()
-            stopper.join(0.1)
-            if not stopper.is_alive():
-                break
-        self.server.server_close()
+        """Stop serving (tests; the monitor just exits)."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        self._sock.close()
+        self._thread.join(2.0)
 
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return  # closed
+            with conn:
+                self._handle(conn)
 
-class _Server(http.server.HTTPServer):
-    put: Callable[[TelemetryEvent], None]
-    bad_batches: int
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind looks up the host's FQDN (a DNS query): not needed here.
-        socket.socket.bind(self.socket, self.server_address)
-        self.server_address = self.socket.getsockname()
-        host, port = self.server_address[:2]
-        self.server_name = host
-        self.server_port = port
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: _Server
-    # HTTP/1.0: one batch per connection. With keep-alive, this one-thread server would sit on
-    # an idle connection while the platform posts the next batch on a new one.
-    protocol_version = "HTTP/1.0"
-
-    def do_POST(self) -> None:
+    def _handle(self, conn: socket.socket) -> None:
+        # Whatever comes, answer 200 (a refused batch would be sent again, forever); a batch
+        # that cannot be read is counted and dropped.
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(min(length, MAX_BODY)) if length > 0 else b""
+            conn.settimeout(READ_TIMEOUT_S)
+            with conn.makefile("rb") as stream:
+                stream.readline(65537)  # request line: POST <path> HTTP/1.1
+                headers = read_headers(stream)
+                body = read_body(stream, headers, until_close=False)
             batch = json.loads(body) if body else []
-            if not isinstance(batch, list):
-                batch = [batch]
-            for item in batch:
+            for item in batch if isinstance(batch, list) else [batch]:
                 if isinstance(item, dict) and isinstance(item.get("type"), str):
-                    self.server.put(item)  # type: ignore[arg-type]
+                    self._put(item)  # type: ignore[arg-type]
         except Exception:
-            self.server.bad_batches += 1
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return None  # BaseHTTPRequestHandler logs every request to stderr
+            self.bad_batches += 1
+        with contextlib.suppress(OSError):
+            conn.sendall(_OK)
 
 
 def start_listener(put: Callable[[TelemetryEvent], None]) -> Listener | None:
@@ -124,21 +114,10 @@ def start_listener(put: Callable[[TelemetryEvent], None]) -> Listener | None:
     """
     for host in LISTEN_HOSTS:
         try:
-            server = _Server((host, 0), _Handler)
+            sock = socket.create_server((host, 0), backlog=16)
         except OSError:
             continue
-        server.put = put
-        server.bad_batches = 0
-        port = server.server_address[1]
-        thread = threading.Thread(
-            target=server.serve_forever,
-            # No periodic wake-ups (they would cost CPU all along): close() wakes it instead.
-            kwargs={"poll_interval": 3600.0},
-            name="tmp-monitor-telemetry",
-            daemon=True,
-        )
-        thread.start()
-        return Listener(uri=f"http://{host}:{port}", server=server, thread=thread)
+        return Listener(sock, host, put)
     return None
 
 
@@ -159,23 +138,16 @@ def subscribe(api: str, extension_id: str, uri: str) -> Subscription:
             "destination": {"protocol": "HTTP", "URI": uri},
         }
     ).encode()
-    conn = http.client.HTTPConnection(host or "127.0.0.1", int(port or 9001), SUBSCRIBE_TIMEOUT_S)
+    headers = {ID_HEADER: extension_id, "Content-Type": "application/json"}
     try:
-        conn.request(
-            "PUT",
-            PATH,
-            body=body,
-            headers={ID_HEADER: extension_id, "Content-Type": "application/json"},
+        status, _, payload = request(
+            host or "127.0.0.1", int(port or 9001), "PUT", PATH, headers, body, SUBSCRIBE_TIMEOUT_S
         )
-        response = conn.getresponse()
-        payload = response.read().decode(errors="replace")
-    except (OSError, http.client.HTTPException) as exc:
+    except (OSError, ValueError, WireError) as exc:
         return Subscription(False, f"the Telemetry API could not be reached: {exc}")
-    finally:
-        conn.close()
-    if response.status == 200:
+    if status == 200:
         return Subscription(True, "")
-    return Subscription(False, f"HTTP {response.status}: {payload[:200]}")
+    return Subscription(False, f"HTTP {status}: {payload[:200].decode(errors='replace')}")
 
 
 def parse_report(record: Any) -> ReportFacts | None:
