@@ -104,3 +104,13 @@ def test_the_progress_bar_draws_on_a_terminal_only() -> None:
         bar.done()
     assert term.getvalue() == f"\rreading g [{'#' * 15}{'.' * 15}]  50% 2 pages, 20 events\n"
     assert pipe.getvalue() == ""
+
+
+def test_a_missing_log_group_is_an_aws_error_not_a_traceback(
+    logs: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = io.StringIO()
+    args = ["report", "--log-group", "/aws/lambda/nope", "--region", "eu-west-1"]
+    assert cli.main(args, out) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("tmp-monitor report: /aws/lambda/nope:") and "ResourceNotFound" in err

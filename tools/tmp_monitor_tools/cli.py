@@ -16,6 +16,7 @@ from . import chart, dashboard, report, sources
 
 EXIT_BAD_INPUT = 2
 EXIT_NOTHING = 1
+EXIT_AWS = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,12 +52,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     dash.add_argument("--function-name", required=True, metavar="NAME")
     dash.add_argument("--region", help="AWS region (default: the AWS configuration's)")
-    dash.add_argument("--namespace", default=names.DEFAULT_NAMESPACE, help="TMP_MONITOR_NAMESPACE")
+    dash.add_argument(
+        "--namespace",
+        default=names.DEFAULT_NAMESPACE,
+        help=f"TMP_MONITOR_NAMESPACE (default {names.DEFAULT_NAMESPACE})",
+    )
     dash.add_argument(
         "--dimensions",
         default=names.DIM_FUNCTION_NAME,
         choices=[",".join(c) for c in dashboard.DIMENSION_CHOICES],
-        help="TMP_MONITOR_DIMENSIONS",
+        metavar="DIMS",
+        help="TMP_MONITOR_DIMENSIONS: FunctionName (default) or FunctionName,FunctionVersion",
     )
     dash.add_argument(
         "--function-version",
@@ -67,7 +73,8 @@ def _parser() -> argparse.ArgumentParser:
         "--metrics",
         choices=["core", "all"],
         default="core",
-        help="TMP_MONITOR_METRICS: `all` charts the all-set metrics too (default core)",
+        help="TMP_MONITOR_METRICS (default core): with core, the monitor's own time is read "
+        "from the log group; all charts it and the other all-set metrics as metrics",
     )
     dash.add_argument("--memory-size", type=int, metavar="MB", help="draw the memory size line")
     dash.add_argument("--log-group", metavar="NAME", help="default /aws/lambda/FUNCTION")
@@ -141,6 +148,12 @@ def _report(args: argparse.Namespace, out: TextIO) -> int:
     except (sources.InputError, ValueError) as exc:
         print(f"tmp-monitor report: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Exception as exc:
+        # boto3 is imported only for --log-group; its errors are the only others expected here.
+        if type(exc).__module__.startswith("botocore"):
+            print(f"tmp-monitor report: {args.log_group}: {exc}", file=sys.stderr)
+            return EXIT_AWS
+        raise
     result = report.build(logs)
     if not result.rows:
         where = args.log_group or ", ".join(map(str, args.source))
@@ -184,10 +197,16 @@ def _dashboard(args: argparse.Namespace, out: TextIO) -> int:
         out.write(json.dumps(body, indent=2) + "\n")
         return 0
     import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
 
     name = args.dashboard_name or dashboard.default_name(config)
     client = boto3.client("cloudwatch", region_name=config.region)
-    for message in dashboard.put(client, name, json.dumps(body)):
+    try:
+        messages = dashboard.put(client, name, json.dumps(body))
+    except (BotoCoreError, ClientError) as exc:
+        print(f"tmp-monitor dashboard: put_dashboard {name}: {exc}", file=sys.stderr)
+        return EXIT_AWS
+    for message in messages:
         print(f"tmp-monitor dashboard: CloudWatch says {message}", file=sys.stderr)
     print(f"dashboard {name} saved: {dashboard.console_url(config.region, name)}", file=out)
     return 0
