@@ -122,9 +122,16 @@ class BuildError(Exception):
     pass
 
 
-def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    quiet: bool = False,
+) -> None:
     try:
-        return subprocess.run(cmd, check=True, text=True, **kwargs)  # type: ignore[call-overload, no-any-return]
+        out = subprocess.DEVNULL if quiet else None
+        subprocess.run(cmd, check=True, text=True, env=env, cwd=cwd, stdout=out)
     except subprocess.CalledProcessError as exc:
         raise BuildError(f"command failed ({exc.returncode}): {' '.join(cmd)}") from exc
     except OSError as exc:
@@ -211,9 +218,9 @@ def mirrors() -> tuple[str, str]:
             entries.append((m[1], [m[2]]))
         for stanza in re.split(r"\n\s*\n", text):
             uris = re.search(r"^URIs:\s*(\S+)", stanza, re.M)
-            suites = re.search(r"^Suites:\s*(.+)$", stanza, re.M)
-            if uris and suites and re.search(r"^Types:.*\bdeb\b", stanza, re.M):
-                entries.append((uris[1], suites[1].split()))
+            suite_line = re.search(r"^Suites:\s*(.+)$", stanza, re.M)
+            if uris and suite_line and re.search(r"^Types:.*\bdeb\b", stanza, re.M):
+                entries.append((uris[1], suite_line[1].split()))
         for uri, suites in entries:
             key = "security" if any(s.endswith("-security") for s in suites) else "debian"
             if any(s.startswith("bookworm") for s in suites) and not found[key]:
@@ -271,10 +278,10 @@ def apt_env(arch: Arch) -> dict[str, str]:
 def apt_download(arch: Arch, specs: list[str], dest: Path) -> None:
     env = apt_env(arch)
     say(f"apt-get update ({arch.deb})")
-    run(["apt-get", "-q", "update"], env=env, stdout=subprocess.DEVNULL)
+    run(["apt-get", "-q", "update"], env=env, quiet=True)
     dest.mkdir(parents=True, exist_ok=True)
     say(f"apt-get download ({arch.deb}): {' '.join(specs)}")
-    run(["apt-get", "-q", "download", *specs], env=env, cwd=dest, stdout=subprocess.DEVNULL)
+    run(["apt-get", "-q", "download", *specs], env=env, cwd=dest, quiet=True)
 
 
 def fetch_debs(arch: Arch) -> list[Path]:
@@ -287,7 +294,15 @@ def fetch_debs(arch: Arch) -> list[Path]:
         if not (cache / p.filename).is_file() or sha256_file(cache / p.filename) != p.sha256
     ]
     if missing:
-        apt_download(arch, [f"{p.package}:{p.arch}={p.version}" for p in missing], cache)
+        try:
+            apt_download(arch, [f"{p.package}:{p.arch}={p.version}" for p in missing], cache)
+        except BuildError as exc:
+            raise BuildError(
+                f"{exc}\n  A pinned version may have left the mirror (Debian keeps only the newest"
+                " of a suite): run layer/build-layer.sh --relock for new pins, or set"
+                " TMP_MONITOR_DEBIAN_MIRROR / TMP_MONITOR_DEBIAN_SECURITY_MIRROR to a"
+                " snapshot.debian.org archive that has them."
+            ) from exc
     for p in pins:
         got = sha256_file(cache / p.filename)
         if got != p.sha256:
@@ -329,7 +344,7 @@ def relock() -> None:
 
 
 def pip(args: list[str]) -> None:
-    run([sys.executable, "-m", "pip", "-q", "--disable-pip-version-check", *args])
+    run([sys.executable, "-m", "pip", "-qq", "--disable-pip-version-check", *args])
 
 
 def pip_target_args(arch: Arch) -> list[str]:
@@ -399,7 +414,7 @@ def elf_dynamic(path: Path) -> tuple[str | None, list[str]]:
     def offset_of(vaddr: int) -> int:
         for start, offset, size in loads:
             if start <= vaddr < start + size:
-                return vaddr - start + offset
+                return int(vaddr - start + offset)
         raise BuildError(f"{path}: address {vaddr:#x} outside every PT_LOAD segment")
 
     entries = []
@@ -575,7 +590,7 @@ def smoke_test(cmd: list[str], opt: Path) -> None:
         "if getattr(m, '__file__', None) and not m.__file__.startswith(sys.argv[2])]; "
         "print(sys.prefix); sys.exit(f'loaded from outside the layer: {bad}' if bad else 0)"
     )
-    run([*cmd, "-c", code, str(opt / NAME / "site"), str(opt)], stdout=subprocess.DEVNULL)
+    run([*cmd, "-c", code, str(opt / NAME / "site"), str(opt)], quiet=True)
 
 
 def files_under(top: Path) -> Iterator[Path]:
@@ -623,7 +638,12 @@ def input_digest() -> str:
     """A digest over everything a build reads, so an unchanged input set can skip it."""
     digest = hashlib.sha256()
     paths = sorted(p for p in LAYER_SRC.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    paths += sorted(p for p in (ROOT / "extension" / "tmp_monitor").rglob("*.py"))
+    package = ROOT / "extension" / "tmp_monitor"
+    paths += sorted(
+        p
+        for p in package.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    )
     paths.append(ROOT / "pyproject.toml")
     for path in paths:
         digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0")
