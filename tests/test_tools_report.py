@@ -267,3 +267,22 @@ def test_since_takes_durations_and_iso_times() -> None:
     assert sources.parse_since("2026-12-07T22:00:00", now).hour == 22
     with pytest.raises(ValueError, match="--since 'soon'"):
         sources.parse_since("soon", now)
+
+
+def test_an_invocation_without_its_invocation_document_still_has_its_max_memory(
+    tmp_path: Path,
+) -> None:
+    # An environment killed at the end of the runtime: the report came, the document did not.
+    lines = TELEMETRY.read_text().splitlines()
+    kept = [
+        ln for ln in lines if '\\"document\\": \\"invocation\\"' not in ln or "000002" not in ln
+    ]
+    assert len(kept) == len(lines) - 1
+    path = tmp_path / "run.jsonl"
+    path.write_text("\n".join(kept) + "\n")
+    rows = build(path).rows
+    assert [r.invocation for r in rows] == [1, 2, 3]
+    assert (rows[1].tmp_used_bytes, rows[1].max_memory_used_mb) == (None, 82)
+    text = run("report", str(path))[1]
+    assert text.splitlines()[2].split()[:3] == ["2", "-", "-"]
+    assert "no invocation document for some invocations" in text
