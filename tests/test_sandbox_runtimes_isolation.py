@@ -75,6 +75,5 @@ def test_has_lambdas_variables_and_none_of_the_hosts(probe: dict) -> None:
     assert HOST_MARKER not in env
 
 
-def test_sandbox_localdomain_resolves_to_loopback() -> None:
-    result = run(FUNCTIONS / "python_env_probe", "app.handler", "python3.11")
-    assert result.results[0]["payload"]["sandbox_localdomain"] == "127.0.0.1"
+def test_sandbox_localdomain_resolves_to_loopback(probe: dict) -> None:
+    assert probe["sandbox_localdomain"] == "127.0.0.1"

@@ -1,5 +1,6 @@
 // Reports what a Node.js function can see of its environment: variables, identity, processes,
 // loaded libraries, and which places it can write to. Event (optional): paths (more to test).
+const dns = require('node:dns');
 const fs = require('node:fs');
 const path = require('node:path');
 
@@ -49,6 +50,14 @@ function mappedFiles() {
   return [...paths].sort();
 }
 
+async function resolve(name) {
+  try {
+    return (await dns.promises.lookup(name, { family: 4 })).address;
+  } catch {
+    return null;
+  }
+}
+
 exports.handler = async (event) => {
   const mounts = fs.readdirSync('/mnt').map((name) => path.join('/mnt', name));
   const dirs = [...PROBE_DIRS, ...mounts, ...(event?.paths ?? [])];
@@ -63,6 +72,7 @@ exports.handler = async (event) => {
     maps: mappedFiles(),
     cwd: process.cwd(),
     writable_dirs: dirs.filter((dir) => isDir(dir) && canCreateIn(dir)),
+    sandbox_localdomain: await resolve('sandbox.localdomain'),
     mnt: mounts,
   };
 };
