@@ -249,6 +249,10 @@ class Environment:
 
     def init(self) -> Failure | None:
         """Start the environment; None when Init succeeded, else why it failed."""
+        # Making the environment (file system images, layer copies, cgroups) is not part of
+        # Init, as downloading and unpacking code is not on Lambda: Init Duration and the Init
+        # deadline start when the processes do.
+        self.sandbox = self._factory(self.config)
         started = time.monotonic()
         started_epoch = time.time()
         runtime = self.config.runtime
@@ -259,7 +263,6 @@ class Environment:
             records.init_start(self.config.function_name, runtime.version, arn),
             started_epoch,
         )
-        self.sandbox = self._factory(self.config)
         self.server = ApiServer(
             [self.runtime_api.handle, self.ext_api.handle, self.telemetry.handle]
         )
