@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from layers import DIST, built_layer_zip, dev_layer_dir
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 
 import pytest
+
 from tmp_monitor import config, keep
 from tmp_monitor.config import MIB, Config, PurgeMode
 

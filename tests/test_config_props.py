@@ -7,6 +7,7 @@ import os
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tmp_monitor import config, names
 from tmp_monitor.config import PurgeMode
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import ModuleType
 
 from matplotlib import image
+
 from tmp_monitor_tools import report, sources
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,8 +10,9 @@ import json
 import time
 from typing import Any
 
-import emf_check
 import pytest
+
+import emf_check
 from tmp_monitor import emf, names
 from tmp_monitor import monitor as m
 from tmp_monitor.tmpfs import TopFile

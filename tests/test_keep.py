@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from tmp_monitor import keep
 
 F, D = False, True  # the entry asked about is a file / a folder

@@ -7,6 +7,7 @@ import os
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tmp_monitor import keep
 
 # A small alphabet makes patterns and paths meet often; '\n' and a surrogate escape stand for

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from sandbox_run import Run, run
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,6 +6,7 @@ import itertools
 from dataclasses import dataclass
 
 import pytest
+
 from tmp_monitor import monitor as m
 
 MIB = 2**20

@@ -10,8 +10,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import emf_check
 import pytest
+
+import emf_check
 from sandbox_run import Run, run
 
 FUNCTIONS = Path(__file__).parent / "functions"

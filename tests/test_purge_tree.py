@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+
 from tmp_monitor import config as config_mod
 from tmp_monitor import keep as keep_mod
 from tmp_monitor.purge import MAX_BUDGET_S, PurgeResult, budget_s, make_purger, purge_tree

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from tmp_monitor import cgroup, procfs, residency, tmpfs
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from sandbox_run import run
 
 FUNCTIONS = Path(__file__).resolve().parent / "functions"

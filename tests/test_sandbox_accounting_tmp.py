@@ -13,6 +13,7 @@ import itertools
 from pathlib import Path
 
 import pytest
+
 from sandbox_run import run
 
 FUNCTIONS = Path(__file__).resolve().parent / "functions"

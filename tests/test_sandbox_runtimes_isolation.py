@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from sandbox_run import run
 
 FUNCTIONS = Path(__file__).resolve().parent / "functions"

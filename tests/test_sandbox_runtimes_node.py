@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from sandbox_run import Run, run
 
 FUNCTIONS = Path(__file__).resolve().parent / "functions"

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from cfnlint.decode import decode
+
 from tmp_monitor import names
 from tmp_monitor_tools import dashboard
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from matplotlib import image
+
 from tmp_monitor_tools import chart, cli, report, sources
 
 DATA = Path(__file__).parent / "data" / "tools"

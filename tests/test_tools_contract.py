@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from tmp_monitor import emf
 from tmp_monitor import monitor as m
 from tmp_monitor_tools import cli

@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+
 from tmp_monitor import names
 from tmp_monitor_tools import cli, dashboard
 

@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+
 from tmp_monitor_tools import cli, report, sources
 
 DATA = Path(__file__).parent / "data" / "tools"

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from tmp_monitor_tools import cli, report, sources
 
 DATA = Path(__file__).parent / "data" / "tools"
