@@ -10,6 +10,9 @@ import hashlib
 import itertools
 import os
 import stat
+import subprocess
+import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -173,31 +176,62 @@ def tree_hash(top: Path) -> dict[str, tuple[int, int, str]]:
     return out
 
 
+def bind_mount_when_asked(token: str, source: str, target: str, stop: threading.Event) -> None:
+    """Waits for an environment whose /tmp holds the file token, then mounts source on target
+    inside its mount namespace (as nothing in the environment may)."""
+    while not stop.is_set():
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                found = (proc / "root" / "tmp" / token).exists()
+            except OSError:
+                continue
+            if found:
+                subprocess.run(
+                    ["nsenter", "-t", proc.name, "-m", "mount", "--bind", source, target],
+                    check=True,
+                )
+                return
+        stop.wait(0.05)
+
+
 def test_an_adversarial_layout(monitor_layer: Path, tmp_path: Path) -> None:
     efs = tmp_path / "efs"
     (efs / "data" / "nested").mkdir(parents=True)
     (efs / "data" / "precious").write_bytes(b"p" * 10_000)
     (efs / "data" / "nested" / "more").write_bytes(b"m" * 1000)
+    (efs / "bound").mkdir()
+    (efs / "bound" / "bound-marker").write_bytes(b"b" * 100)
     for path in [efs, *efs.rglob("*")]:
         path.chmod(0o777)  # the function's user may write there: only the purge's care saves it
     before = tree_hash(efs)
+    token = f"ready-{uuid.uuid4().hex}"
     actions = ["build", "list", "list", "list", "list", "unlock"]
-
-    result = checked(
-        run(
-            FUNCTIONS / "purge_layout",
-            "app.handler",
-            "python3.11",
-            layers=[monitor_layer],
-            env={"TMP_MONITOR_PURGE": "always", "TMP_MONITOR_KEEP": "keep, *.db"},
-            memory=1769,
-            invocations=len(actions),
-            event=[{"action": a} for a in actions],
-            timeout=60,
-            efs=[(efs, "/mnt/efs")],
-        ),
-        len(actions),
+    stop = threading.Event()
+    mounter = threading.Thread(
+        target=bind_mount_when_asked, args=(token, "/mnt/efs/bound", "/tmp/bind", stop)
     )
+    mounter.start()
+    try:
+        result = checked(
+            run(
+                FUNCTIONS / "purge_layout",
+                "app.handler",
+                "python3.11",
+                layers=[monitor_layer],
+                env={"TMP_MONITOR_PURGE": "always", "TMP_MONITOR_KEEP": "keep, *.db"},
+                memory=1769,
+                invocations=len(actions),
+                event=[{"action": a, "token": token} for a in actions],
+                timeout=90,
+                efs=[(efs, "/mnt/efs")],
+            ),
+            len(actions),
+        )
+    finally:
+        stop.set()
+        mounter.join()
 
     assert tree_hash(efs) == before
     built = result.results[0]["payload"]["count"]
@@ -206,6 +240,8 @@ def test_an_adversarial_layout(monitor_layer: Path, tmp_path: Path) -> None:
     assert final == sorted(
         repr(e)
         for e in [
+            b"bind",  # the mount point, and what the mount holds
+            b"bind/bound-marker",
             b"keep",
             b"keep/k.db",
             b"state.db",

@@ -1,12 +1,15 @@
 """Builds a layout in /tmp that a careless purge would mishandle, then reports what is left.
 
-Event {"action": "build"}: builds it (the test gives /mnt/efs, an --efs mount holding files);
+Event {"action": "build", "token": T}: builds it (the test gives /mnt/efs, an --efs mount holding
+files). It first makes the folder /tmp/bind and the file /tmp/T, and waits (up to 60 s) for the
+test to bind-mount a folder of /mnt/efs holding `bound-marker` onto /tmp/bind;
 {"action": "list"}: every entry below /tmp, as repr() of its bytes path relative to /tmp;
 {"action": "unlock"}: the same after making the unreadable folder readable again.
 """
 
 import os
 import socket
+import time
 
 MANY = 50_000
 PER_DIR = 5_000
@@ -21,7 +24,19 @@ def touch(path: bytes, data: bytes = b"x") -> None:
         os.close(fd)
 
 
-def build() -> dict:
+def await_bind_mount(token: str) -> None:
+    os.mkdir(b"/tmp/bind")
+    touch(os.fsencode(f"/tmp/{token}"))
+    deadline = time.monotonic() + 60
+    while not os.path.exists(b"/tmp/bind/bound-marker"):
+        if time.monotonic() > deadline:
+            raise TimeoutError("nothing was mounted on /tmp/bind")
+        time.sleep(0.02)
+    os.unlink(os.fsencode(f"/tmp/{token}"))
+
+
+def build(token: str) -> dict:
+    await_bind_mount(token)
     os.chdir(b"/tmp")
     os.symlink(b"/mnt/efs/data", b"to-efs")  # a folder on another mount, holding files
     os.symlink(b"/mnt/efs/data/precious", b"to-efs-file")
@@ -86,7 +101,7 @@ def listing() -> dict:
 def handler(event, context):
     action = (event or {}).get("action", "list")
     if action == "build":
-        return build()
+        return build(event["token"])
     if action == "unlock":
         os.chmod(b"/tmp/locked", 0o700)
     return listing()
