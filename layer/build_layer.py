@@ -67,6 +67,7 @@ STDLIB_DROP = (
     "venv",
     "unittest",
     "__phello__",
+    "sitecustomize.py",  # Debian's, a link to /etc/python3.11/ (and -S never imports it)
     "site-packages",
     "dist-packages",
 )
@@ -490,13 +491,22 @@ def stage_runtime(arch: Arch, debroot: Path, opt: Path) -> None:
     (runtime / "bin").mkdir(parents=True)
     shutil.copyfile(debroot / "usr" / "bin" / f"python{PYVER}", runtime / "bin" / f"python{PYVER}")
     stdlib = runtime / "lib" / f"python{PYVER}"
-    shutil.copytree(debroot / "usr" / "lib" / f"python{PYVER}", stdlib, symlinks=False)
+    source = debroot / "usr" / "lib" / f"python{PYVER}"
+    shutil.copytree(source, stdlib, symlinks=True)
     for name in STDLIB_DROP:
         target = stdlib / name
-        if target.is_dir():
+        if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
         else:
             target.unlink(missing_ok=True)
+    # What is left of the symlinks is replaced by the file they name inside the .debs, never by
+    # one of the build machine.
+    for link in [p for p in stdlib.rglob("*") if p.is_symlink()]:
+        real = resolve_in(debroot, source / link.relative_to(stdlib))
+        if not real.is_file():
+            raise BuildError(f"{link.relative_to(stdlib)}: its target is not in the .debs")
+        link.unlink()
+        shutil.copyfile(real, link)
     for module in (stdlib / "lib-dynload").iterdir():
         if DYNLOAD_DROP.match(module.name):
             module.unlink()
@@ -681,8 +691,19 @@ def build(out: Path) -> None:
     else:
         say("qemu-aarch64-static not found: the arm64 interpreter is not smoke-tested")
     out.mkdir(parents=True, exist_ok=True)
+    # The zips are written by the layer's own Python too: deflate's output depends on the zlib
+    # version, and this one is pinned, so other build machines get the same bytes.
     for arch in ARCHES:
-        write_zip(staged[arch.name], out / f"{NAME}-{arch.name}.zip")
+        zpath = out / f"{NAME}-{arch.name}.zip"
+        run(
+            [
+                *compiler,
+                str(Path(__file__).resolve()),
+                "--write-zip",
+                str(staged[arch.name]),
+                str(zpath),
+            ]
+        )
 
 
 def report(out: Path) -> None:
@@ -705,7 +726,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "dist", help="where the zips go")
     parser.add_argument("--force", action="store_true", help="build even if nothing changed")
     parser.add_argument("--relock", action="store_true", help="re-resolve and rewrite the locks")
+    parser.add_argument("--write-zip", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.write_zip:
+        write_zip(*args.write_zip)
+        return 0
     out: Path = args.out.resolve()
     os.umask(0o022)
     try:
