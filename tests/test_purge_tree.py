@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tmp_monitor import config as config_mod
 from tmp_monitor import keep as keep_mod
@@ -853,3 +855,67 @@ def test_anchored_patterns_match_after_subtrees_they_cannot_match(fs: Fs) -> Non
 
     assert entries(fs.root) == {b"x", b"x/p", b"x/p/keep", b"x/q", b"x/q/keep"}
     assert result.kept_pattern == 2
+
+
+# --- any tree, any keep list: what stays is exactly what the rules say -----------------------
+
+_NAMES = st.sampled_from(["a", "b", "c.db", "x", "keep", "_MEI1", "n\nl", "\udcff"])
+_KINDS = st.sampled_from(["file", "dir", "link", "fifo"])
+_PATTERNS = st.lists(
+    st.sampled_from(["*.db", "keep", "a/b", "x/**/c.db", "b/", "a/*/x", "**/keep/a", "c.db/"]),
+    max_size=3,
+)
+
+
+@st.composite
+def trees(draw: st.DrawFn) -> list[tuple[tuple[str, ...], str]]:
+    """Entries (path segments, kind), parents before children."""
+    out: list[tuple[tuple[str, ...], str]] = []
+    dirs: list[tuple[str, ...]] = [()]
+    taken: set[tuple[str, ...]] = set()
+    for _ in range(draw(st.integers(0, 25))):
+        parent = draw(st.sampled_from(dirs))
+        path = (*parent, draw(_NAMES))
+        if path in taken or len(path) > 5:
+            continue
+        taken.add(path)
+        kind = draw(_KINDS)
+        out.append((path, kind))
+        if kind == "dir":
+            dirs.append(path)
+    return out
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(tree=trees(), patterns=_PATTERNS)
+def test_what_stays_is_what_the_rules_keep(
+    fs: Fs, tree: list[tuple[tuple[str, ...], str]], patterns: list[str]
+) -> None:
+    root = fs.root / uuid.uuid4().hex
+    root.mkdir()
+    for path, kind in tree:
+        target = root.joinpath(*path)
+        if kind == "file":
+            write(target, 10)
+        elif kind == "dir":
+            target.mkdir()
+        elif kind == "link":
+            os.symlink(fs.outside, target)
+        else:
+            os.mkfifo(target)
+    keep = keep_mod.compile_patterns(patterns)
+
+    purge_tree(str(root), keep)
+
+    # The model: an entry stays if the keep list keeps it (or a folder it is in), if it is a
+    # FIFO, or if it is a folder holding something that stays.
+    stays = {
+        path for path, kind in tree if kind == "fifo" or keep.keeps("/".join(path), kind == "dir")
+    }
+    stays |= {path[:i] for path in stays for i in range(1, len(path))}
+    expected = {os.fsencode("/".join(path)) for path in stays}
+    assert entries(root) == expected
