@@ -12,6 +12,7 @@ import errno
 import hashlib
 import os
 import pickle
+import resource
 import shutil
 import socket
 import sqlite3
@@ -252,6 +253,20 @@ def test_depth_1000(fs: Fs) -> None:
 
     assert os.listdir(fs.root) == []
     assert result.dirs == 1000 and result.files == 1000 and result.errors == 0
+
+
+def test_depth_1000_within_a_small_fd_limit(fs: Fs) -> None:
+    # Lambda allows 1,024 fds; a walk holding one per level would run out in deep trees.
+    os.close(make_deep(fs.root, 1000))
+
+    def limited() -> PurgeResult:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100))
+        return purge_tree(str(fs.root), keep_mod.parse("**/f"), budget_s=BIG_BUDGET)
+
+    result = in_child(limited)
+
+    assert result.errors == 0 and result.kept_pattern == 1000
+    assert len(entries(fs.root)) == 2000
 
 
 def make_deep(root: Path, depth: int) -> int:
@@ -686,14 +701,23 @@ def chown_tree(top: Path, uid: int) -> None:
 
 def as_user(uid: int, work: Callable[[], T]) -> T:
     """work() run in a forked child that dropped to uid; its (pickled) return value."""
+
+    def dropped() -> T:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+        return work()
+
+    return in_child(dropped)
+
+
+def in_child(work: Callable[[], T]) -> T:
+    """work() run in a forked child; its (pickled) return value."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
             os.close(read_end)
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
             os.write(write_end, pickle.dumps(work()))
         finally:
             os._exit(0)
@@ -703,7 +727,7 @@ def as_user(uid: int, work: Callable[[], T]) -> T:
         chunks.append(chunk)
     os.close(read_end)
     os.waitpid(pid, 0)
-    assert chunks, "the unprivileged child died"
+    assert chunks, "the child died"
     value: T = pickle.loads(b"".join(chunks))
     return value
 
