@@ -760,6 +760,26 @@ def test_processes_of_the_same_user_that_cannot_be_read_are_counted_and_said_onc
     assert len([w for w in warnings if "cannot be read" in w]) == 1
 
 
+def test_a_zombie_of_the_same_user_is_not_an_unreadable_process(fs: Fs) -> None:
+    write(fs.root / "x", 10)
+    chown_tree(fs.root, NOBODY)
+
+    def with_zombie() -> PurgeResult:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        while Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
+            pass
+        try:
+            return purge_tree(str(fs.root), NO_KEEP)
+        finally:
+            os.waitpid(pid, 0)
+
+    result = as_user(NOBODY, with_zombie)
+
+    assert result.unreadable_processes == 0 and result.files == 1
+
+
 def test_unreadable_and_unwritable_folders_are_left_and_counted(fs: Fs) -> None:
     write(fs.root / "locked" / "inside", 10)
     write(fs.root / "frozen" / "inside", 10)

@@ -70,17 +70,21 @@ def _read_maps(maps_path: str, device: str, inodes: set[int]) -> None:
                 inodes.add(inode)
 
 
-def _real_uid(status_path: str) -> int | None:
-    # /proc/<pid>/status is world-readable, even for a non-dumpable process (whose other /proc
-    # files turn root's).
+def _state_and_uid(status_path: str) -> tuple[bytes, int | None]:
+    """The state letter and real uid of /proc/<pid>/status, world-readable even for a process
+    whose other /proc files are closed to its own user."""
+    state, uid = b"?", None
     try:
         with open(status_path, "rb") as status:
             for line in status:
-                if line.startswith(b"Uid:"):
-                    return int(line.split()[1])
+                if line.startswith(b"State:"):
+                    state = line.split()[1]
+                elif line.startswith(b"Uid:"):
+                    uid = int(line.split()[1])
+                    break  # Uid comes after State
     except (OSError, ValueError, IndexError):
         pass
-    return None
+    return state, uid
 
 
 def _pids(proc_root: str) -> list[str]:
@@ -105,7 +109,10 @@ def held_files(proc_root: str, dev: int) -> HeldFiles:
         except OSError as error:
             if error.errno in (errno.ENOENT, errno.ESRCH):
                 continue  # it ended meanwhile
-            if _real_uid(f"{base}/status") in (os.getuid(), None):
+            state, uid = _state_and_uid(f"{base}/status")
+            if state in (b"Z", b"X"):
+                continue  # a zombie holds nothing, but its fds are closed to everyone but root
+            if uid in (os.getuid(), None):
                 unreadable += 1
             else:
                 foreign += 1
