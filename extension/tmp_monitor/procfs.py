@@ -150,6 +150,10 @@ class Classifier:
                 other.append(pid)
         return Census(tuple(function), tuple(other))
 
+    def forget(self, pid: int) -> None:
+        """Classify pid afresh at the next census (its process was seen to exit)."""
+        self._known.pop(pid, None)
+
     def _classify(self, pid: int) -> tuple[int, bool | None] | None:
         st = proc_stat(self._root, pid)
         if st is None:
@@ -160,6 +164,45 @@ class Classifier:
             return (st.starttime, True)
         parent = self._known.get(st.ppid)
         return (st.starttime, parent is not None and parent[1] is True)
+
+
+class RssReader:
+    """Summed RSS of processes from their /proc/<pid>/statm, kept open between ticks.
+
+    A pread of an open statm costs about a third of open + read + close (measured 0.03 against
+    0.13 ms on a cold cache, which is what a tick every few tens of milliseconds sees), and the
+    sampler reads it for every function process at every tick.
+    """
+
+    def __init__(self, proc_root: str) -> None:
+        self._root = proc_root
+        self._fds: dict[int, int] = {}
+        self.gone: list[int] = []  # pids whose statm stopped answering at the last total()
+
+    def total(self, pids_: tuple[int, ...]) -> int:
+        fds = self._fds
+        for pid in [p for p in fds if p not in pids_]:
+            os.close(fds.pop(pid))
+        self.gone = []
+        total = 0
+        for pid in pids_:
+            fd = fds.get(pid)
+            try:
+                if fd is None:
+                    fd = fds[pid] = os.open(f"{self._root}/{pid}/statm", os.O_RDONLY | os.O_CLOEXEC)
+                fields = os.pread(fd, 256, 0).split()
+            except OSError:
+                fields = []  # exited (ESRCH on the kept fd, ENOENT on open)
+            if len(fields) < 2:
+                self.gone.append(pid)
+                continue
+            total += int(fields[1]) * PAGE_SIZE
+        return total
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
 
 def total_rss(proc_root: str, pids_: tuple[int, ...]) -> int:

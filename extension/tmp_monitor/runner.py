@@ -158,11 +158,11 @@ class Runner:
 
     # -- handlers
 
-    def _on_tick(self) -> None:
+    def _on_tick(self, new_census: bool = False) -> None:
         now = time.monotonic()
         self._next_tick = now + self._period_s
         m = self._monitor
-        m.on_sample(self._sampler.tick(now, with_cpu=m.needs_cpu(now)))
+        m.on_sample(self._sampler.tick(now, with_cpu=m.needs_cpu(now), new_census=new_census))
         if self._multi:
             if now >= self._window_end:
                 self._window_end = now + WINDOW_S
@@ -178,7 +178,7 @@ class Runner:
             self._end_of_runtime(now, mon.FALLBACK_NO_TELEMETRY, call_next=False)
         self._deadline_ms = int(event.get("deadlineMs") or 0)
         m.on_invoke(str(event.get("requestId", "")), self._deadline_ms, wall_ms(), now)
-        self._on_tick()  # the state at INVOKE, and the period starts now
+        self._on_tick(new_census=True)  # the state at INVOKE; the period starts now
         if not self._telemetry_ok:
             self._next.request()
 

@@ -19,12 +19,14 @@ SOURCE_RSS: Final = "rss"  # memorySource when no memory cgroup can be read
 # The adaptive period (SPEC 8). Lambda gives the environment memory/1769 of a CPU, and
 # sampling may spend 2 % of it: a tick of TICK_CPU_MS CPU milliseconds every P ms costs
 # TICK_CPU_MS / P of a CPU, so P >= TICK_CPU_MS / (0.02 * memory / 1769).
-# TICK_CPU_MS is the CPU time of one tick (statvfs, the /proc listing, statm of the function's
-# processes, the cgroup file, and the loop's wake-up): measured 0.23 ms on a 2-core x86_64
-# host with 91 processes in /proc (python /tmp/tickcost.py-style loop of 2,000 ticks with
-# time.process_time; inside the sandbox /proc lists a handful of processes and a tick is
-# cheaper), rounded up. It gives 12.5 ms at 1,769 MB, 43 ms at 512 MB, 173 ms at 128 MB.
-TICK_CPU_MS: Final = 0.25
+# TICK_CPU_MS is the CPU time of one tick with the loop's wake-up (statvfs, statm of the
+# function's processes and the cgroup usage file through kept fds, the /proc listing every
+# CENSUS_INTERVAL_S): measured 0.22 ms at a 12.5 ms period, 0.27 at 43 ms and 0.29 at 86 ms
+# (3,000 and more ticks, time.process_time, in a PID namespace holding a runtime, an extension
+# and the sampler, as in the sandbox; 2-core x86_64 VM). A tick that runs every few tens of
+# milliseconds runs on cold caches: the same tick in a tight loop costs 0.046 ms. Rounded up:
+# 15 ms at 1,769 MB, 52 ms at 512 MB, 207 ms at 128 MB.
+TICK_CPU_MS: Final = 0.3
 CPU_SHARE_MB: Final = 1769
 SAMPLING_BUDGET: Final = 0.02
 # A transient /tmp file must be seen by at least one tick: 100 ms at 1,769 MB, 250 ms at
@@ -33,6 +35,9 @@ SAMPLING_BUDGET: Final = 0.02
 TRANSIENT_MS: Final = ((128, 250.0), (1769, 100.0))
 TRANSIENT_SLACK: Final = 0.9
 PERIOD_RANGE_MS: Final = (5, 10_000)
+# Processes are listed again at most this often: a child the function starts is counted from
+# its first 100 ms on.
+CENSUS_INTERVAL_S: Final = 0.1
 
 
 def adaptive_period_ms(memory_mb: int, tick_cpu_ms: float = TICK_CPU_MS) -> float:
@@ -60,13 +65,20 @@ class Sampler:
         tmp_root: str = "/tmp",
         proc_root: str = "/proc",
         warn: Callable[[str], None] = lambda _msg: None,
+        own_pid: int | None = None,
     ) -> None:
         self._tmp = tmp_root
         self._proc = proc_root
         self._warn = warn
-        self._classifier = procfs.Classifier(proc_root, os.getpid())
-        self._group = cgroup.find_memory_cgroup(proc_root)
-        if self._group is None:
+        self._pid = os.getpid() if own_pid is None else own_pid
+        self._classifier = procfs.Classifier(proc_root, self._pid)
+        self._census = procfs.Census((), ())
+        self._census_mono = -1e9
+        self._function_rss = procfs.RssReader(proc_root)
+        self._other_rss = procfs.RssReader(proc_root)
+        group = cgroup.find_memory_cgroup(proc_root, self._pid)
+        self._usage = cgroup.UsageReader(group) if group is not None else None
+        if self._usage is None:
             warn(
                 "no readable memory cgroup: SandboxMemoryBytes is the summed RSS of the "
                 "environment's processes"
@@ -77,7 +89,7 @@ class Sampler:
 
     @property
     def memory_source(self) -> str:
-        return self._group.kind if self._group is not None else SOURCE_RSS
+        return self._usage.group.kind if self._usage is not None else SOURCE_RSS
 
     def _measure_baseline(self) -> int:
         """The empty file system's own used blocks (journal, inode tables, root folder)."""
@@ -91,14 +103,23 @@ class Sampler:
         except OSError:
             return 0
 
-    def tick(self, mono_s: float, with_cpu: bool = False) -> Sample:
-        """One sample: statvfs of /tmp, RSS of the function's processes, the sandbox's memory."""
+    def tick(self, mono_s: float, with_cpu: bool = False, new_census: bool = False) -> Sample:
+        """One sample: statvfs of /tmp, RSS of the function's processes, the sandbox's memory.
+
+        The process list is read again at most every CENSUS_INTERVAL_S (listing /proc costs
+        more than the rest of a tick), or when new_census asks (at INVOKE).
+        """
         try:
             fs_used: int | None = max(0, tmpfs.fs_usage(self._tmp).used_bytes - self._baseline)
         except OSError:
             fs_used = None
-        census = self._classifier.census()
-        function_rss = procfs.total_rss(self._proc, census.function_pids)
+        if new_census or mono_s - self._census_mono >= CENSUS_INTERVAL_S:
+            self._census = self._classifier.census()
+            self._census_mono = mono_s
+        census = self._census
+        function_rss = self._function_rss.total(census.function_pids)
+        for pid in self._function_rss.gone:
+            self._classifier.forget(pid)
         sandbox = self._sandbox_memory(census, function_rss)
         cpu = procfs.total_cpu_ticks(self._proc, census.function_pids) if with_cpu else None
         return Sample(
@@ -110,16 +131,17 @@ class Sampler:
         )
 
     def _sandbox_memory(self, census: procfs.Census, function_rss: int) -> int | None:
-        if self._group is not None:
-            value = cgroup.memory_bytes(self._group)
+        if self._usage is not None:
+            value = self._usage.read()
             if value is not None:
                 return value
             self._warn(
-                f"{self._group.usage_file} can no longer be read: SandboxMemoryBytes is now "
-                "the summed RSS of the environment's processes"
+                f"{self._usage.group.usage_file} can no longer be read: SandboxMemoryBytes is "
+                "now the summed RSS of the environment's processes"
             )
-            self._group = None
-        return function_rss + procfs.total_rss(self._proc, census.other_pids)
+            self._usage.close()
+            self._usage = None
+        return function_rss + self._other_rss.total(census.other_pids)
 
     def end_of_runtime(self, top_n: int = 0) -> EndOfRuntime:
         """The walk of /tmp, its residency, free bytes and the monitor's own RSS."""
@@ -140,7 +162,7 @@ class Sampler:
         )
 
     def extension_rss(self) -> int:
-        return procfs.rss_bytes(self._proc, os.getpid()) or 0
+        return procfs.rss_bytes(self._proc, self._pid) or 0
 
     def tmp_free_bytes(self) -> int:
         try:
