@@ -15,7 +15,7 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'build.sh: error: %s\n' "$*" >&2; exit 1; }
 
 # Debian packages the sandbox, the layer build and the tests need.
-DEBS=(e2fsprogs util-linux mount zip unzip busybox qemu-user-static ca-certificates)
+DEBS=(e2fsprogs util-linux mount zip unzip busybox-static qemu-user-static ca-certificates)
 
 ensure_debs() {
     local missing=() pkg
