@@ -128,8 +128,11 @@ def payloads(event: str | None, invocations: int | None) -> list[bytes]:
 
 def config_of(args: argparse.Namespace) -> FunctionConfig:
     function_dir: Path = args.function_dir.resolve()
-    if not function_dir.is_dir():
-        raise UsageError(f"FUNCTION_DIR {args.function_dir} is not a folder")
+    try:
+        if not function_dir.is_dir():
+            raise UsageError(f"FUNCTION_DIR {args.function_dir} is not a folder")
+    except OSError as exc:
+        raise UsageError(f"FUNCTION_DIR {args.function_dir}: {exc.strerror}") from None
     for layer in args.layer:
         if not layer.exists():
             raise UsageError(f"--layer {layer}: no such file or folder")
@@ -183,12 +186,6 @@ def host_sandbox(config: FunctionConfig) -> Sandbox:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
-        config = config_of(args)
-        events = payloads(args.event, args.invocations)
-    except UsageError as exc:
-        print(f"lambda-sandbox: error: {exc}", file=sys.stderr)
-        return 2
     from lambda_sandbox import host, preflight
 
     try:
@@ -196,6 +193,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except host.HostError as exc:
         print(f"lambda-sandbox: cannot run: {exc}", file=sys.stderr)
         return 1
+    try:
+        config = config_of(args)
+        events = payloads(args.event, args.invocations)
+    except UsageError as exc:
+        print(f"lambda-sandbox: error: {exc}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     caught: list[int] = []
 

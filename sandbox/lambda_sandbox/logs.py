@@ -176,6 +176,8 @@ class LogPump:
             threading.Thread(target=self._pump, args=(fd, suffix), daemon=True)
             for fd, suffix in zip(self._fds, ("stdout", "stderr"), strict=True)
         ]
+        for suffix in ("stdout", "stderr"):
+            output.capture(f"{name}.{suffix}", b"")  # the file exists even if nothing comes
         for thread in self._threads:
             thread.start()
 
