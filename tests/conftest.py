@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from layers import DIST, built_layer_zip, dev_layer_dir
-
-ROOT = Path(__file__).resolve().parent.parent
+DIST = Path(__file__).resolve().parent.parent / "dist"
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -20,15 +18,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 @pytest.fixture(scope="session")
-def monitor_layer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The layer a user would attach: dist/tmp-monitor-x86_64.zip, built by ./build.sh."""
-    zip_path = built_layer_zip()
-    if zip_path is not None:
-        return zip_path
-    # Until the layer build lands, a layer that runs the package from the source tree.
-    return dev_layer_dir(tmp_path_factory.mktemp("dev-layer"))
+def dist_dir() -> Path:
+    return DIST
 
 
 @pytest.fixture(scope="session")
-def dist_dir() -> Path:
-    return DIST
+def monitor_layer() -> Path:
+    """The layer a user would attach: dist/tmp-monitor-x86_64.zip, as ./build.sh builds it."""
+    zip_path = DIST / "tmp-monitor-x86_64.zip"
+    if not zip_path.is_file():
+        pytest.fail(f"{zip_path} is missing: run ./build.sh layer (./build.sh test does)")
+    return zip_path
