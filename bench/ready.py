@@ -1,18 +1,22 @@
 """Extension ready: from the extension's process start to its first /event/next, the monitor
 against the floor (a Python extension that only registers and waits), both run by the layer's own
-launcher, loader and interpreter (see layers.py).
+launcher, loader and interpreter (see layers.py). Each is split at its registration: before it,
+the interpreter starts and imports; after it, the extension sets up (the monitor subscribes to
+the Telemetry API and starts its listener).
 
-The same runs give the monitor's Telemetry API subscription as it sent it, whose buffering
-timeoutMs sets the ExtensionOverheadMs budget.
+The same rounds run the function with no layer, so that the floor's own cold start (what any
+Python extension costs) stands next to the monitor's; and the monitor's runs give its Telemetry
+API subscription as sent, whose buffering timeoutMs sets the ExtensionOverheadMs budget.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench import layers, sandbox
-from bench.common import FULL_CPU_MB, FUNCTIONS, SMALL_MB, Context
+from bench.common import FULL_CPU_MB, FUNCTIONS, SMALL_MB, Context, metric
 from bench.stats import median, p99
 from bench.table import Row
 
@@ -25,6 +29,13 @@ class Ready:
     subscription: dict[str, object] | None
 
 
+@dataclass(frozen=True)
+class Times:
+    ready_ms: float  # launch to first next
+    import_ms: float  # launch to register
+    init_ms: float  # the platform's initDurationMs
+
+
 def _probe(run: sandbox.Run, key: str) -> str | None:
     for line in run.probe_lines:
         parts = line.split(" ", 2)
@@ -33,44 +44,64 @@ def _probe(run: sandbox.Run, key: str) -> str | None:
     return None
 
 
-def ready_ms(run: sandbox.Run) -> float:
-    launch, first_next = _probe(run, "launch"), _probe(run, "next")
-    if launch is None or first_next is None:
+def times(run: sandbox.Run) -> Times:
+    stamps = {k: _probe(run, k) for k in ("launch", "register", "next")}
+    missing = [k for k, v in stamps.items() if v is None]
+    if missing:
         raise sandbox.SandboxFailed(
-            "the probes wrote no launch or first-next time; extension stderr: "
+            f"the probes wrote no {', '.join(missing)} time; extension stderr: "
             + run.extension_stderr[-400:]
         )
-    return (float(first_next) - float(launch)) * 1000
+    launch, register, first_next = (float(stamps[k] or 0) for k in ("launch", "register", "next"))
+    return Times(
+        (first_next - launch) * 1000,
+        (register - launch) * 1000,
+        metric(run.reports[0], "initDurationMs") or 0.0,
+    )
+
+
+def _spread(values: list[float]) -> str:
+    return f"median {median(values):.1f} ms, p99 {p99(values):.1f}"
 
 
 def measure(ctx: Context) -> Ready:
-    floor = layers.floor_layer(ctx.layer_zip, ctx.work / "floor-layer")
-    probe = layers.probe_layer(ctx.layer_zip, ctx.work / "probe-layer")
+    variants: dict[str, Path | None] = {
+        "none": None,
+        "floor": layers.floor_layer(ctx.layer_zip, ctx.work / "floor-layer"),
+        "monitor": layers.probe_layer(ctx.layer_zip, ctx.work / "probe-layer"),
+    }
     rows = []
     subscription = None
     for mb in (FULL_CPU_MB, SMALL_MB):
-        times: dict[str, list[float]] = {"floor": [], "monitor": []}
+        found: dict[str, list[Times]] = {name: [] for name in variants}
+        baseline: list[float] = []
         for i in range(ctx.settings.runs):
-            order = (("floor", floor), ("monitor", probe))
+            order = list(variants.items())
             for name, layer in order if i % 2 == 0 else order[::-1]:
                 run = sandbox.run(
                     NODE_NOOP,
                     "index.handler",
                     "nodejs20.x",
-                    layers=[layer],
+                    layers=[] if layer is None else [layer],
                     memory=mb,
                     invocations=1,
                     timeout=10,
                 )
-                times[name].append(ready_ms(run))
+                if layer is None:
+                    baseline.append(metric(run.reports[0], "initDurationMs") or 0.0)
+                    continue
+                found[name].append(times(run))
                 text = _probe(run, "subscribe")
                 if name == "monitor" and text is not None:
                     subscription = json.loads(text)
-        mon, flo = times["monitor"], times["floor"]
+        mon = [t.ready_ms for t in found["monitor"]]
+        flo = [t.ready_ms for t in found["floor"]]
+        mon_imp = [t.import_ms for t in found["monitor"]]
+        flo_imp = [t.import_ms for t in found["floor"]]
         ratio = median(mon) / median(flo)
         text = (
-            f"{ratio:.2f}x (monitor: median {median(mon):.1f} ms, p99 {p99(mon):.1f}; "
-            f"floor: median {median(flo):.1f} ms, p99 {p99(flo):.1f}; n={len(mon)})"
+            f"{ratio:.2f}x (monitor {_spread(mon)}, of which to register {median(mon_imp):.1f}; "
+            f"floor {_spread(flo)}, to register {median(flo_imp):.1f}; n={len(mon)})"
         )
         rows.append(
             Row(
@@ -80,7 +111,25 @@ def measure(ctx: Context) -> Ready:
                 "x",
                 text,
                 1.5,
-                {"monitor_ms": mon, "floor_ms": flo},
+                {
+                    "monitor_ms": mon,
+                    "floor_ms": flo,
+                    "monitor_register_ms": mon_imp,
+                    "floor_register_ms": flo_imp,
+                },
+            )
+        )
+        floor_init = [t.init_ms for t in found["floor"]]
+        added = median(floor_init) - median(baseline)
+        rows.append(
+            Row(
+                f"floor_cold_start_added_{mb}",
+                f"added cold start of the minimal extension (reference), {mb} MB",
+                added,
+                "ms",
+                f"{added:+.1f} ms (floor {_spread(floor_init)}; no layer {_spread(baseline)})",
+                None,
+                {"with": floor_init, "without": baseline},
             )
         )
     return Ready(rows, subscription)

@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -142,7 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "./build.sh bench" + "".join(f" {shlex.quote(a)}" for a in (argv or sys.argv[1:]))
     started = datetime.now(UTC)
     with tempfile.TemporaryDirectory(prefix="tmp-monitor-bench-") as work:
-        ctx = Context(settings, args.layer.resolve(), args.layer.resolve().parent, Path(work))
+        # A snapshot: a rebuild of dist/ during the benchmark must not mix two builds.
+        layer = Path(work) / args.layer.name
+        shutil.copyfile(args.layer, layer)
+        ctx = Context(settings, layer, args.layer.resolve().parent, Path(work))
         rows = measure_all(ctx, suites)
     head = {
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),

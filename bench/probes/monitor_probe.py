@@ -1,19 +1,20 @@
 """Entry script that times the monitor: the layer's own bootstrap, watched from inside.
 
 The benchmark renames the layer's `bootstrap.py` to `bootstrap_monitor.py` and puts this in its
-place. It wraps `http.client` (which the monitor's Extensions API client uses) to write on stderr
-the time of the first call to /event/next and the body of the Telemetry API subscription, then
-runs the real bootstrap unchanged in this interpreter.
+place. It wraps `socket.socket.sendall`, through which every HTTP request of the monitor goes
+out, to write on stderr the times of its registration and of its first call to /event/next, and
+the body of its Telemetry API subscription; then it runs the real bootstrap unchanged in this
+interpreter. It imports nothing the monitor does not import itself.
 """
 
-import http.client
 import os
+import socket
 import sys
 import time
 
-_request = http.client.HTTPConnection.request
-_putrequest = http.client.HTTPConnection.putrequest
+_sendall = socket.socket.sendall
 _seen: set[str] = set()
+_body_follows = [False]
 
 
 def _note(key: str, text: str) -> None:
@@ -22,21 +23,25 @@ def _note(key: str, text: str) -> None:
         print(f"BENCH {key} {text}", file=sys.stderr, flush=True)
 
 
-def putrequest(self, method, url, *args, **kwargs):
-    if url.endswith("/event/next"):
+def sendall(self, data, *args):
+    line = bytes(data[:200]).split(b"\r\n", 1)[0]
+    if b"/extension/event/next" in line:
         _note("next", f"{time.time():.6f}")
-    return _putrequest(self, method, url, *args, **kwargs)
+    elif b"/extension/register" in line:
+        _note("register", f"{time.time():.6f}")
+    elif line.startswith(b"PUT ") and b"/telemetry" in line:
+        body = bytes(data).partition(b"\r\n\r\n")[2]
+        if body:
+            _note("subscribe", " ".join(body.decode().split()))
+        else:
+            _body_follows[0] = True
+    elif _body_follows[0]:
+        _body_follows[0] = False
+        _note("subscribe", " ".join(bytes(data).decode().split()))
+    return _sendall(self, data, *args)
 
 
-def request(self, method, url, body=None, *args, **kwargs):
-    if method == "PUT" and "/telemetry" in url and body is not None:
-        text = body.decode() if isinstance(body, bytes) else str(body)
-        _note("subscribe", " ".join(text.split()))
-    return _request(self, method, url, body, *args, **kwargs)
-
-
-http.client.HTTPConnection.putrequest = putrequest
-http.client.HTTPConnection.request = request
+socket.socket.sendall = sendall
 
 _path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap_monitor.py")
 with open(_path, encoding="utf-8") as _source:
