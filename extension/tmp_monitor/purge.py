@@ -20,7 +20,7 @@ that was looked at (st_dev, st_ino) and on the root's mount (st_dev and the moun
 /proc/self/fdinfo); entries are looked at with fstatat(AT_SYMLINK_NOFOLLOW) and removed with
 unlinkat / rmdir relative to the same fd. A folder swapped for a symlink between the look and
 the open fails the open (ELOOP) and is left. A symlink is unlinked, never followed. The walk is
-iterative and keeps at most _MAX_OPEN_DIRS folder fds open (Lambda allows 1,024 fds): a closed
+iterative and keeps at most _MAX_OPEN_DIRS folders open (Lambda allows 1,024 fds): a closed
 ancestor is reopened through ".." of its child and must be the same folder (st_dev, st_ino), or
 the purge stops. (On Lambda /tmp is its own file system, so no folder can be moved out of it
 while the purge works inside; on a root that is not a mount point, such a rename is a race this
@@ -50,7 +50,7 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -72,7 +72,8 @@ __all__ = [
 # bigger /tmp is emptied over several invocations.
 MAX_BUDGET_S: Final = 1.0
 DEADLINE_SHARE: Final = 0.5
-_MAX_OPEN_DIRS: Final = 64
+_MAX_OPEN_DIRS: Final = 32  # each with its listing's fd: at most 66 fds
+_LIST_CHUNK: Final = 1024
 _DIR_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -130,7 +131,11 @@ class _Dir:
     name: str  # its name in the parent
     ident: tuple[int, int]  # (st_dev, st_ino), to recognise it when reopened
     fd: int  # -1 while closed (see _MAX_OPEN_DIRS)
-    names: list[str]  # entries not visited yet
+    names: list[str]  # entries read and not visited yet
+    # The rest of its entries while it is open, read _LIST_CHUNK at a time: a folder of a
+    # million files must not cost a million names of memory (the monitor shares the
+    # function's memory). A started listing holds an fd of its own.
+    listing: Generator[str, None, None] | None
     bytes: int  # its own allocated bytes, freed with it
     # Its path relative to the root while it is the deepest folder on the stack, if its parent
     # checks keep patterns ("" otherwise): one path at a time, or a deep tree of long names
@@ -232,7 +237,6 @@ def _enter(
             parent.retained = True
             tally.kept_mounts += 1
             return None
-        names = os.listdir(fd)
     except OSError as error:
         os.close(fd)
         parent.retained = True
@@ -243,7 +247,8 @@ def _enter(
         name=name,
         ident=(st.st_dev, st.st_ino),
         fd=fd,
-        names=names,
+        names=[],
+        listing=_entries(fd),
         bytes=st.st_blocks * 512,
         rel=rel,
         check_keep=check_keep,
@@ -322,6 +327,34 @@ def _remove_dir(parent: _Dir, child: _Dir, walk: _Walk, tally: _Tally) -> None:
     tally.bytes += child.bytes
 
 
+def _entries(fd: int) -> Generator[str, None, None]:
+    with os.scandir(fd) as entries:  # on a dup of fd
+        for entry in entries:
+            yield entry.name
+
+
+def _read(folder: _Dir, tally: _Tally, limit: int | None) -> None:
+    """Moves up to limit (None: all) more entries of folder's listing into folder.names."""
+    if folder.listing is None:
+        return
+    try:
+        for name in folder.listing:
+            folder.names.append(name)
+            if limit is not None and len(folder.names) >= limit:
+                return
+    except OSError as error:
+        folder.retained = True  # not all of it could be read: it cannot be known empty
+        tally.error(_reason(error))
+    folder.listing.close()
+    folder.listing = None
+
+
+def _next_name(folder: _Dir, tally: _Tally) -> str | None:
+    if not folder.names:
+        _read(folder, tally, _LIST_CHUNK)
+    return folder.names.pop() if folder.names else None
+
+
 def _reopen(parent: _Dir, child_fd: int) -> bool:
     """Reopens parent's closed fd as ".." of its child; False unless it is the same folder."""
     try:
@@ -343,13 +376,14 @@ def _reopen(parent: _Dir, child_fd: int) -> bool:
 def _walk(root: _Dir, walk: _Walk, tally: _Tally, deadline: float) -> None:
     stack = [root]
     try:
-        while len(stack) > 1 or root.names:
+        while True:
             top = stack[-1]
             if time.monotonic() >= deadline:
                 tally.truncated = True  # the folders on the stack stay: they are not empty
                 return
-            if top.names:
-                child = _visit(top, top.names.pop(), walk, tally)
+            name = _next_name(top, tally)
+            if name is not None:
+                child = _visit(top, name, walk, tally)
                 if child is not None:
                     if top.check_keep:
                         top.rel = ""  # the child's path holds it; rebuilt when the child is done
@@ -357,9 +391,12 @@ def _walk(root: _Dir, walk: _Walk, tally: _Tally, deadline: float) -> None:
                     if len(stack) > _MAX_OPEN_DIRS + 1:
                         oldest = stack[-_MAX_OPEN_DIRS - 1]
                         if oldest.fd >= 0:
+                            _read(oldest, tally, None)  # its listing's fd goes too
                             os.close(oldest.fd)
                             oldest.fd = -1
                 continue
+            if len(stack) == 1:
+                return
             stack.pop()
             parent = stack[-1]
             try:
@@ -373,6 +410,9 @@ def _walk(root: _Dir, walk: _Walk, tally: _Tally, deadline: float) -> None:
                 parent.rel = top.rel[: max(0, len(top.rel) - len(top.name) - 1)]
             _remove_dir(parent, top, walk, tally)
     finally:
+        for folder in stack:
+            if folder.listing is not None:
+                folder.listing.close()
         for folder in stack[1:]:
             if folder.fd >= 0:
                 os.close(folder.fd)
@@ -412,8 +452,9 @@ def purge_tree(
                 unreadable = held.unreadable
                 walk = _Walk(root_st.st_dev, mount_id, keep, held.inodes, dry_run, proc_root)
                 check_keep = keep.may_keep_below("")
-                top = _Dir("", (root_st.st_dev, root_st.st_ino), root_fd, [], 0, "", check_keep)
-                top.names = os.listdir(root_fd)
+                ident = (root_st.st_dev, root_st.st_ino)
+                listing = _entries(root_fd)
+                top = _Dir("", ident, root_fd, [], listing, 0, "", check_keep)
                 _walk(top, walk, tally, start + budget_s)
                 if tally.unlinked:
                     after = unlinked_open_files(proc_root, root_st.st_dev)
