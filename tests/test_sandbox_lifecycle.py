@@ -462,3 +462,29 @@ def handler(event, context):
     assert first.max_memory_used_mb >= 120  # it reached the limit
     assert second.init_duration_ms is not None  # a new environment, with an Init of its own
     assert sum(line.startswith("INIT_START") for line in r.stdout) == 2
+
+
+def test_the_environment_is_frozen_between_invocations(tmp_path: Path) -> None:
+    fn = python_function(tmp_path / "echo", ECHO)
+    layer = extension_layer(tmp_path / "layer", "probe")
+    r = run(
+        fn,
+        "app.handler",
+        "python3.11",
+        layers=[layer],
+        memory=FAST,
+        invocations=2,
+        idle_ms=800,
+        env={"PROBE_TICK_MS": "10", "PROBE_SUBSCRIBE": "platform"},
+    )
+    assert r.returncode == 0, r.explain()
+    log = probe_log(r)
+    # A thread of the extension ticking every 10 ms stood still for the idle time...
+    ticks = next(e for e in log if e["what"] == "ticks")
+    assert ticks["longest_gap"] >= 0.7, ticks
+    # ...and report 1, emitted just before the freeze, reached it only after the thaw.
+    report_1 = r.events_of("platform.report")[0]
+    arrival = next(
+        b["t"] for b in log if b["what"] == "batch" for e in b["events"] if e == report_1
+    )
+    assert arrival - epoch(report_1["time"]) >= 0.7
