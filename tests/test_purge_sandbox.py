@@ -255,3 +255,20 @@ def test_an_adversarial_layout(monitor_layer: Path, tmp_path: Path) -> None:
     ), result.output("extension-tmp-monitor.stderr")
     docs = invocation_docs(result)
     assert sum(value(d, "PurgedFiles") or 0 for d in docs) >= 50_000
+
+
+@pytest.mark.parametrize(
+    ("env", "extra"),
+    [
+        ({}, ["--fault", "telemetry-unsupported"]),  # no runtimeDone ever comes
+        ({"AWS_LAMBDA_MAX_CONCURRENCY": "4"}, []),  # the runtime may be busy at any time
+    ],
+    ids=["without-runtimeDone", "multi-concurrency"],
+)
+def test_no_purge_when_the_monitor_cannot_know_the_runtime_is_done(
+    monitor_layer: Path, env: dict[str, str], extra: list[str]
+) -> None:
+    result = writer(monitor_layer, {"TMP_MONITOR_PURGE": "always", **env}, 2, extra_args=extra)
+
+    assert sizes(result) == [10, 20]
+    assert "purge" in result.output("extension-tmp-monitor.stderr")  # and it says why
