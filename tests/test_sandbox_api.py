@@ -364,3 +364,24 @@ def test_failed_deliveries_are_retried(tmp_path: Path) -> None:
     assert len(refused) == 2
     delivered = [e["type"] for b in batches(r) for e in b]
     assert delivered[0] == "platform.initStart" and "platform.report" in delivered
+
+
+def test_a_batch_refused_on_every_retry_is_dropped_and_said_so(tmp_path: Path) -> None:
+    fn = python_function(tmp_path / "echo", ECHO)
+    layer = extension_layer(tmp_path / "layer", "probe")
+    r = run(
+        fn,
+        "app.handler",
+        "python3.11",
+        layers=[layer],
+        memory=FAST,
+        idle_ms=2000,
+        invocations=2,
+        env={"PROBE_SUBSCRIBE": "platform", "PROBE_LISTENER_FAIL": "1000"},
+    )
+    assert r.returncode == 0, r.explain()
+    refused = [e for e in probe_log(r) if e["what"] == "batch-refused"]
+    assert len(refused) >= 6  # the first POST and its five retries
+    dropped = r.events_of("platform.logsDropped")
+    assert dropped and dropped[0]["record"]["droppedRecords"] >= 1, r.explain()
+    assert batches(r) == []

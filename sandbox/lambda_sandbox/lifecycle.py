@@ -146,7 +146,7 @@ class Environment:
             FunctionInfo(config.function_name, "$LATEST", config.handler, environ.ACCOUNT_ID),
         )
         self.telemetry = TelemetryApi(
-            self.ext_api.identify, self._subscribed, config.telemetry_unsupported
+            self.ext_api.identify, self._subscribed, self._dropped, config.telemetry_unsupported
         )
         self.sandbox: Sandbox | None = None
         self.server: ApiServer | None = None
@@ -162,10 +162,18 @@ class Environment:
 
     # -- shared helpers --------------------------------------------------------------------
 
-    def emit(self, event_type: str, record: Any, epoch_s: float | None = None) -> None:
+    def emit(
+        self, event_type: str, record: Any, epoch_s: float | None = None, skip: str = ""
+    ) -> None:
         event = records.event(event_type, record, time.time() if epoch_s is None else epoch_s)
         self.output.event(event)
-        self.telemetry.publish(event)
+        self.telemetry.publish(event, skip)
+
+    def _dropped(self, subscriber: str, count: int, size: int) -> None:
+        # Not to the subscriber that refused: it would be one more batch it cannot take.
+        self.emit(
+            "platform.logsDropped", records.logs_dropped(subscriber, count, size), skip=subscriber
+        )
 
     def _subscribed(self, sub: Subscription) -> None:
         self.emit(

@@ -50,6 +50,14 @@ def telemetry_subscription(name: str, types: tuple[str, ...]) -> Record:
     return {"name": name, "state": "Subscribed", "types": list(types)}
 
 
+def logs_dropped(subscriber: str, count: int, size: int) -> Record:
+    return {
+        "reason": f"Subscriber {subscriber} did not accept a batch after every retry",
+        "droppedRecords": count,
+        "droppedBytes": size,
+    }
+
+
 def start(request_id: str, trace_id: str = "") -> Record:
     record: Record = {"requestId": request_id, "version": "$LATEST"}
     if trace_id:

@@ -120,10 +120,12 @@ class TelemetryApi:
         self,
         identify: Callable[[Request], Extension | Reply],
         on_subscribed: Callable[[Subscription], None],
+        on_dropped: Callable[[str, int, int], None],
         unsupported: bool = False,
     ) -> None:
         self._identify = identify
         self._on_subscribed = on_subscribed
+        self._on_dropped = on_dropped  # (subscriber, records, bytes) given up after retries
         self._unsupported = unsupported  # fault switch: answer like the Runtime Interface Emulator
         self._cond = threading.Condition()
         self._subscribers: dict[str, _Subscriber] = {}
@@ -135,14 +137,15 @@ class TelemetryApi:
 
     # The platform side.
 
-    def publish(self, event: Event) -> None:
+    def publish(self, event: Event, skip: str = "") -> None:
+        """Queue an event for every subscriber of its type (but `skip`)."""
         data = json.dumps(event).encode()
         kind = category(str(event["type"]))
         with self._cond:
             if self._history is not None:
                 self._history.append((kind, data))
-            for sub in self._subscribers.values():
-                if kind in sub.subscription.types:
+            for name, sub in self._subscribers.items():
+                if kind in sub.subscription.types and name != skip:
                     self._append(sub, data)
             self._cond.notify_all()
 
@@ -297,6 +300,8 @@ class TelemetryApi:
                         else:
                             sub.batches_dropped += 1
                         self._cond.notify_all()
+                if not sent:
+                    self._on_dropped(name, len(batch), sum(len(d) for d in batch))
         finally:
             session.close()
 
