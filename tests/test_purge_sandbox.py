@@ -272,3 +272,25 @@ def test_no_purge_when_the_monitor_cannot_know_the_runtime_is_done(
 
     assert sizes(result) == [10, 20]
     assert "purge" in result.output("extension-tmp-monitor.stderr")  # and it says why
+
+
+def test_the_purge_frees_in_the_environment_what_it_reports(monitor_layer: Path) -> None:
+    # The layer's purge run by the function itself on /tmp/fill (1,000 files, 100 MiB): the
+    # bytes it reports are what statvfs sees come back. (Its durationMs is what bench/ and the
+    # purge's budget are about; no test asserts a time.)
+    result = checked(
+        run(
+            FUNCTIONS / "purge_timing",
+            "app.handler",
+            "python3.11",
+            layers=[monitor_layer],
+            memory=1769,
+            invocations=3,
+            timeout=30,
+        ),
+        3,
+    )
+
+    for payload in (r["payload"] for r in result.results):
+        assert payload["files"] == 1000 and payload["left"] == [] and payload["errors"] == 0
+        assert payload["bytes"] == payload["freedStatvfs"] >= 100 * MIB
