@@ -1,23 +1,29 @@
-"""Entry point of the extension (`python -m tmp_monitor`): wires the parts together."""
+"""Entry point of the extension (`python -m tmp_monitor`): wires the parts together.
+
+Order matters for the user's cold start: register first (the runtime starts only once every
+extension has registered), subscribe (allowed only during Init), ask for the first event, and
+only then import and build the rest while that first next is pending. The first event waits in
+the queue until the runner is ready; Powertools' import, the slowest, goes on in a thread.
+"""
 
 from __future__ import annotations
 
 import os
 
 # The function's POWERTOOLS_* variables are not ours (SPEC 5): drop them before Powertools is
-# imported (POWERTOOLS_DEBUG, for one, would make it log to stdout).
+# imported (POWERTOOLS_DEBUG, for one, would make it log to stdout). The launcher drops them
+# too; this keeps `python -m tmp_monitor` just as safe.
 for _name in [n for n in os.environ if n.startswith("POWERTOOLS_")]:
     del os.environ[_name]
 
-import dataclasses  # noqa: E402
 import logging  # noqa: E402
 import queue  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from typing import Any  # noqa: E402
 
-from tmp_monitor import __version__, config, emf, names, purge, runner, sampler, telemetry  # noqa: E402
-from tmp_monitor.extensions_api import ApiError, Client, RegisterResponse  # noqa: E402
-from tmp_monitor.monitor import Monitor  # noqa: E402
+from tmp_monitor import config, names, telemetry  # noqa: E402
+from tmp_monitor.extensions_api import ApiError, Client, NextCaller, RegisterResponse  # noqa: E402
 
 log = logging.getLogger("tmp_monitor")
 
@@ -37,45 +43,60 @@ def main() -> int:
         log.error("could not register: %s", exc)
         return 1
     if cfg.disabled:
-        return runner.run_disabled(client)
+        from tmp_monitor.runner import run_disabled
+
+        return run_disabled(client)
+    items: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    telemetry_ok = False if multi else _subscribe(api, client, items)
+    next_caller = NextCaller(client, items.put)
+    next_caller.request()  # Init ends for us here; what follows overlaps the wait
     try:
-        return _run(cfg, api, client, registered, multi, started_ms)
+        return _run(cfg, registered, next_caller, items, telemetry_ok, multi, started_ms)
     except Exception as exc:
         # Set-up failed after registering: stay out of the way until SHUTDOWN.
         log.error("the monitor is off for this environment: %r", exc)
-        return runner.run_disabled(client)
+        return _drain(items, next_caller)
+
+
+def _subscribe(api: str, client: Client, items: queue.SimpleQueue[Any]) -> bool:
+    listener = telemetry.start_listener(items.put)
+    if listener is None:
+        detail = "no address to listen on"
+    else:
+        log.debug("telemetry listener on %s", listener.uri)
+        subscription = telemetry.subscribe(api, client.extension_id, listener.uri)
+        if subscription.ok:
+            return True
+        detail = subscription.detail
+    log.warning(
+        "the Telemetry API is not available (%s): each invocation's document closes at the "
+        "next event, without the platform's report, and the purge is off",
+        detail,
+    )
+    return False
 
 
 def _run(
     cfg: config.Config,
-    api: str,
-    client: Client,
     registered: RegisterResponse,
+    next_caller: NextCaller,
+    items: queue.SimpleQueue[Any],
+    telemetry_ok: bool,
     multi: bool,
     started_ms: int,
 ) -> int:
-    items: queue.SimpleQueue[runner.Item] = queue.SimpleQueue()
-    telemetry_ok = False
+    import dataclasses
+
+    from tmp_monitor import __version__, emf, purge, runner, sampler
+    from tmp_monitor.monitor import Monitor
+
+    emf.preload()  # Powertools' import runs beside ours
     if multi:
         log.warning(
             "AWS_LAMBDA_MAX_CONCURRENCY is set (multi-concurrency): no per-invocation documents "
             "and no purge; environment-level documents every %d s instead",
             int(runner.WINDOW_S),
         )
-    else:
-        listener = telemetry.start_listener(items.put)
-        if listener is None:
-            detail = "no address to listen on"
-        else:
-            log.debug("telemetry listener on %s", listener.uri)
-            subscription = telemetry.subscribe(api, client.extension_id, listener.uri)
-            telemetry_ok, detail = subscription.ok, subscription.detail
-        if not telemetry_ok:
-            log.warning(
-                "the Telemetry API is not available (%s): each invocation's document closes at "
-                "the next event, without the platform's report, and the purge is off",
-                detail,
-            )
     purge_on = telemetry_ok and not multi and cfg.purge is not config.PurgeMode.OFF
     if not purge_on:
         cfg = dataclasses.replace(cfg, purge=config.PurgeMode.OFF)
@@ -97,8 +118,8 @@ def _run(
     log.debug(
         "%s; sampling every %.1f ms; telemetry %s", config.describe(cfg), period_ms, telemetry_ok
     )
-    loop = runner.Runner(
-        client=client,
+    return runner.Runner(
+        next_caller=next_caller,
         items=items,
         monitor=Monitor(start_wall_ms=started_ms),
         sampler=sampler_,
@@ -108,9 +129,22 @@ def _run(
         telemetry_ok=telemetry_ok,
         multi_concurrency=multi,
         top_files=cfg.top_files,
-    )
-    emf.preload()  # Powertools' import overlaps the wait for the first event
-    return loop.run()
+    ).run()
+
+
+def _drain(items: queue.SimpleQueue[Any], next_caller: NextCaller) -> int:
+    """The monitor is off: answer events with next until SHUTDOWN."""
+    from tmp_monitor.extensions_api import NextResult
+
+    while True:
+        item = items.get()
+        if not isinstance(item, NextResult):
+            continue  # telemetry: nobody to read it
+        if item.event is None:
+            return 1
+        if item.event["eventType"] == "SHUTDOWN":
+            return 0
+        next_caller.request()
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ from __future__ import annotations
 import io
 import json
 import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final, NotRequired, TypedDict
 
 PREFIX: Final = "/2020-01-01/extension"
@@ -195,3 +198,36 @@ class Client:
         body = {"errorMessage": message, "errorType": error_type, "stackTrace": []}
         headers = {ID_HEADER: self.extension_id, ERROR_TYPE_HEADER: error_type}
         self._call("POST", path, body, headers, CONNECT_TIMEOUT_S)
+
+
+@dataclass(frozen=True, slots=True)
+class NextResult:
+    event: Event | None
+    error: ApiError | None
+
+
+class NextCaller:
+    """Calls next on its own thread when asked, and hands over what comes back.
+
+    The main thread can so keep sampling while a next is pending (the degraded modes need it),
+    and the entry point can ask for the first event before it has imported the rest.
+    """
+
+    def __init__(self, client: Client, put: Callable[[NextResult], None]) -> None:
+        self._client = client
+        self._put = put
+        self._wanted = threading.Semaphore(0)
+        self._thread = threading.Thread(target=self._run, name="tmp-monitor-next", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        self._wanted.release()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.acquire()
+            try:
+                self._put(NextResult(self._client.next(), None))
+            except ApiError as exc:
+                self._put(NextResult(None, exc))
+                return

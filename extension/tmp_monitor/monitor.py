@@ -17,6 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
+from tmp_monitor.telemetry import ReportFacts
 from tmp_monitor.tmpfs import TopFile
 
 MIB: Final = 1 << 20
@@ -114,20 +115,6 @@ class PurgeOutcome(Protocol):
     def purged_but_open(self) -> int: ...
     @property
     def dry_run(self) -> bool: ...
-
-
-@dataclass(frozen=True, slots=True)
-class ReportFacts:
-    """A platform.report record, parsed (telemetry.parse_report)."""
-
-    request_id: str
-    status: str
-    duration_ms: float
-    billed_duration_ms: float
-    memory_size_mb: int
-    max_memory_used_mb: int
-    init_duration_ms: float | None
-    extension_overhead_ms: float | None
 
 
 # ---- what comes out -------------------------------------------------------------------------

@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final
 
 from tmp_monitor import monitor as mon
 from tmp_monitor import telemetry
 from tmp_monitor.emf import Sink
-from tmp_monitor.extensions_api import ApiError, Client, Event
+from tmp_monitor.extensions_api import ApiError, Client, NextCaller, NextResult
 from tmp_monitor.purge import Purger
 from tmp_monitor.sampler import Sampler
 
@@ -40,40 +38,11 @@ REPORT_WAIT_S: Final = 1.0
 SHUTDOWN_MARGIN_MS: Final = 300
 
 
-@dataclass(frozen=True, slots=True)
-class NextResult:
-    event: Event | None
-    error: ApiError | None
-
-
 Item = telemetry.TelemetryEvent | NextResult
 
 
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class NextCaller:
-    """Calls next on its own thread when asked, and queues what comes back."""
-
-    def __init__(self, client: Client, put: Callable[[Item], None]) -> None:
-        self._client = client
-        self._put = put
-        self._wanted = threading.Semaphore(0)
-        self._thread = threading.Thread(target=self._run, name="tmp-monitor-next", daemon=True)
-        self._thread.start()
-
-    def request(self) -> None:
-        self._wanted.release()
-
-    def _run(self) -> None:
-        while True:
-            self._wanted.acquire()
-            try:
-                self._put(NextResult(self._client.next(), None))
-            except ApiError as exc:
-                self._put(NextResult(None, exc))
-                return
 
 
 class Runner:
@@ -82,7 +51,7 @@ class Runner:
     def __init__(
         self,
         *,
-        client: Client,
+        next_caller: NextCaller,
         items: queue.SimpleQueue[Item],
         monitor: mon.Monitor,
         sampler: Sampler,
@@ -93,7 +62,6 @@ class Runner:
         multi_concurrency: bool = False,
         top_files: int = 0,
     ) -> None:
-        self._client = client
         self._items = items
         self._monitor = monitor
         self._sampler = sampler
@@ -103,7 +71,7 @@ class Runner:
         self._telemetry_ok = telemetry_ok
         self._multi = multi_concurrency
         self._top_files = top_files
-        self._next = NextCaller(client, items.put)
+        self._next = next_caller
         self._next_tick = 0.0
         self._window_end = time.monotonic() + WINDOW_S
         self._deadline_ms = 0
@@ -112,7 +80,7 @@ class Runner:
     # -- the loop
 
     def run(self) -> int:
-        self._next.request()
+        """Until SHUTDOWN. The entry point has already asked for the first event."""
         while True:
             item = self._wait()
             if item is None:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, Final, NotRequired, TypedDict
 
 from tmp_monitor.extensions_api import ID_HEADER, WireError, read_body, read_headers, request
-from tmp_monitor.monitor import ReportFacts
 
 PATH: Final = "/2022-07-01/telemetry"
 SCHEMA_VERSION: Final = "2022-12-13"
@@ -119,6 +118,20 @@ def start_listener(put: Callable[[TelemetryEvent], None]) -> Listener | None:
             continue
         return Listener(sock, host, put)
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFacts:
+    """A platform.report record, parsed (parse_report)."""
+
+    request_id: str
+    status: str
+    duration_ms: float
+    billed_duration_ms: float
+    memory_size_mb: int
+    max_memory_used_mb: int
+    init_duration_ms: float | None
+    extension_overhead_ms: float | None
 
 
 @dataclass(frozen=True, slots=True)

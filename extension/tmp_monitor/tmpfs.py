@@ -49,14 +49,19 @@ def fs_usage(root: str) -> FsUsage:
     )
 
 
+# mkfs.ext4 makes lost+found at the root: part of the empty file system (its blocks are in the
+# baseline), root's own (mode 700: unreadable to the function's user, and to us on Lambda).
+FS_OWN = "lost+found"
+
+
 def is_empty(root: str) -> bool:
-    """True when root has no entries (the cheap check that lets Init skip a baseline walk)."""
+    """True when root has no entries but lost+found (the check that lets Init skip a walk)."""
     with os.scandir(root) as it:
-        return next(it, None) is None
+        return all(entry.name == FS_OWN for entry in it)
 
 
 def walk(root: str, top_n: int = 0, on_file: FileVisitor | None = None) -> TmpWalk:
-    """Allocated bytes and regular files below root.
+    """Allocated bytes and regular files below root (root's lost+found left out: FS_OWN).
 
     Iterative (no recursion limit), never follows symlinks, never descends into another
     file system (st_dev differs from root's). Entries that vanish mid-walk are skipped and
@@ -79,6 +84,8 @@ def walk(root: str, top_n: int = 0, on_file: FileVisitor | None = None) -> TmpWa
             continue
         with it:
             for entry in it:
+                if directory == root and entry.name == FS_OWN:
+                    continue
                 try:
                     st = entry.stat(follow_symlinks=False)
                 except OSError:
