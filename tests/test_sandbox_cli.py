@@ -8,6 +8,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from sandbox_run import LAMBDA_SANDBOX, extension_layer, leftovers, python_function, run
 
 FAST = 1024
@@ -227,7 +229,8 @@ def test_event_file_gives_one_payload_per_invocation(tmp_path: Path) -> None:
     assert [res["payload"] for res in results] == [{"n": 1}, {"n": 2}, {"n": 3}]
 
 
-def test_sigint_shuts_down_cleanly_and_leaves_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_shuts_down_cleanly_and_leaves_nothing(tmp_path: Path, sig: signal.Signals) -> None:
     fn = python_function(tmp_path / "hello", HELLO)
     layer = extension_layer(tmp_path / "layer", "probe")
     capture = tmp_path / "capture"
@@ -261,10 +264,10 @@ def test_sigint_shuts_down_cleanly_and_leaves_nothing(tmp_path: Path) -> None:
     for line in proc.stdout:
         if line.startswith("REPORT"):
             break
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 128 + signal.SIGINT, err
-    assert err.strip().splitlines()[-1] == "lambda-sandbox: interrupted by SIGINT"
+    assert proc.returncode == 128 + sig, err
+    assert err.strip().splitlines()[-1] == f"lambda-sandbox: interrupted by {sig.name}"
     log = [json.loads(x) for x in (capture / "extension-probe.stdout").read_text().splitlines()]
     shutdown = [e for e in log if e["what"] == "event" and e["event"]["eventType"] == "SHUTDOWN"]
     assert [e["event"]["shutdownReason"] for e in shutdown] == ["spindown"]
