@@ -1,0 +1,310 @@
+"""The cgroups of one execution environment: memory, cpu and freezer, v1 or v2.
+
+v1 (separate hierarchies, as on this machine): ROOT/{memory,cpu,freezer}/lambda-sandbox/ID.
+v2 (one unified hierarchy mounted at ROOT): ROOT/lambda-sandbox/ID, with memory and cpu enabled
+in the subtree of lambda-sandbox. A machine with v1 memory controller uses v1, even where a
+cgroup2 file system is mounted beside it (hybrid layout): the memory controller is the one
+that matters.
+
+ID is "<host pid>-<its start time>-<random>" of the process that made it, so a later run can
+tell leftovers of dead sandboxes (`clean_stale`) from the groups of live ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+PARENT = "lambda-sandbox"
+CFS_PERIOD_US = 100_000
+MB_PER_VCPU = 1769
+
+
+class CgroupError(Exception):
+    """A cgroup file could not be written or read; the message names it."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the controllers live: version 1 or 2 and the cgroup file system root."""
+
+    version: int
+    root: Path
+
+    def controller_dir(self, controller: str) -> Path:
+        return self.root / controller if self.version == 1 else self.root
+
+
+def missing_controllers(root: Path) -> list[str]:
+    """Controllers among memory, cpu and freezer that neither v1 nor v2 offers under root."""
+    if (root / "memory" / "memory.limit_in_bytes").exists():
+        # the freezer's root group has no freezer.state; any hierarchy mounted there will do
+        wanted = {"cpu": "cpu.cfs_quota_us", "freezer": "cgroup.procs"}
+        return [c for c, f in wanted.items() if not (root / c / f).exists()]
+    try:
+        available = (root / "cgroup.controllers").read_text().split()
+    except OSError:
+        return ["memory", "cpu", "freezer"]
+    # v2 has no freezer controller: cgroup.freeze is core (Linux 5.2+), in every non-root group.
+    return [c for c in ("memory", "cpu") if c not in available]
+
+
+def detect(root: Path) -> Layout:
+    if (root / "memory" / "memory.limit_in_bytes").exists():
+        return Layout(1, root)
+    return Layout(2, root)
+
+
+def process_start_time(pid: int) -> str | None:
+    """Field 22 of /proc/PID/stat (start time in clock ticks), or None if there is no PID."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return data.rsplit(")", 1)[1].split()[19]
+
+
+def new_id() -> str:
+    pid = os.getpid()
+    return f"{pid}-{process_start_time(pid)}-{secrets.token_hex(4)}"
+
+
+def owner_alive(name: str) -> bool:
+    """Whether the process that made the sandbox called name still runs."""
+    parts = name.split("-")
+    if len(parts) != 3 or not parts[0].isdigit():
+        return True  # not ours: never touch it
+    return process_start_time(int(parts[0])) == parts[1]
+
+
+def _write(path: Path, value: str) -> None:
+    try:
+        path.write_text(value)
+    except OSError as exc:
+        raise CgroupError(f"cannot write {value!r} to {path}: {exc.strerror}") from exc
+
+
+@dataclass(frozen=True)
+class Cgroups:
+    layout: Layout
+    name: str
+
+    def dir(self, controller: str) -> Path:
+        return self.layout.controller_dir(controller) / PARENT / self.name
+
+    @property
+    def dirs(self) -> tuple[Path, ...]:
+        if self.layout.version == 2:
+            return (self.dir("memory"),)
+        return tuple(self.dir(c) for c in ("memory", "cpu", "freezer"))
+
+    @property
+    def procs_files(self) -> tuple[Path, ...]:
+        return tuple(d / "cgroup.procs" for d in self.dirs)
+
+    @property
+    def freeze_file(self) -> tuple[Path, str, str]:
+        """(file, frozen value, thawed value)."""
+        if self.layout.version == 1:
+            return self.dir("freezer") / "freezer.state", "FROZEN", "THAWED"
+        return self.dir("memory") / "cgroup.freeze", "1", "0"
+
+    def pids(self) -> list[int]:
+        try:
+            text = (self.dir("memory") / "cgroup.procs").read_text()
+        except FileNotFoundError:
+            return []
+        return [int(p) for p in text.split()]
+
+    def _read(self, file: str) -> str:
+        path = self.dir("memory") / file
+        try:
+            return path.read_text()
+        except OSError as exc:
+            raise CgroupError(f"cannot read {path}: {exc.strerror}") from exc
+
+    def memory_limit_bytes(self) -> int:
+        file = "memory.limit_in_bytes" if self.layout.version == 1 else "memory.max"
+        return int(self._read(file))
+
+    def memory_usage_bytes(self) -> int:
+        file = "memory.usage_in_bytes" if self.layout.version == 1 else "memory.current"
+        return int(self._read(file))
+
+    def has_peak(self) -> bool:
+        return self.layout.version == 1 or (self.dir("memory") / "memory.peak").exists()
+
+    def memory_peak_bytes(self) -> int:
+        file = "memory.max_usage_in_bytes" if self.layout.version == 1 else "memory.peak"
+        return int(self._read(file))
+
+    def oom_kills(self) -> int:
+        file = "memory.oom_control" if self.layout.version == 1 else "memory.events"
+        for line in self._read(file).splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+        return 0
+
+    def freeze(self) -> None:
+        path, frozen, _thawed = self.freeze_file
+        _write(path, frozen)
+        deadline = time.monotonic() + 5.0
+        while not self.is_frozen():
+            if time.monotonic() > deadline:
+                raise CgroupError(f"{path}: processes did not freeze within 5 s")
+            time.sleep(0.001)
+
+    def is_frozen(self) -> bool:
+        if self.layout.version == 1:
+            return (self.dir("freezer") / "freezer.state").read_text().strip() == "FROZEN"
+        events = (self.dir("memory") / "cgroup.events").read_text()
+        return "frozen 1" in events.splitlines()
+
+    def thaw(self) -> None:
+        path, _frozen, thawed = self.freeze_file
+        _write(path, thawed)
+
+    def kill_all(self, timeout: float = 5.0) -> None:
+        """SIGKILL every process, frozen first so none can fork past the kill."""
+        kill_file = self.dir("memory") / "cgroup.kill"
+        deadline = time.monotonic() + timeout
+        while self.pids() and time.monotonic() < deadline:
+            if self.layout.version == 2 and kill_file.exists():
+                _write(kill_file, "1")
+            else:
+                with contextlib.suppress(CgroupError):
+                    self.freeze()
+                for pid in self.pids():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                self.thaw()  # v1: a frozen task dies only when thawed
+            time.sleep(0.002)
+
+    def remove(self) -> None:
+        """Kill what is left and remove the groups; EBUSY while exiting tasks unlink."""
+        if not any(d.exists() for d in self.dirs):
+            return
+        self.kill_all()
+        deadline = time.monotonic() + 5.0
+        for d in self.dirs:
+            while True:
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                        raise CgroupError(f"cannot remove {d}: {exc.strerror}") from exc
+                    time.sleep(0.005)
+
+
+def _ensure_parent(layout: Layout) -> None:
+    if layout.version == 1:
+        for controller in ("memory", "cpu", "freezer"):
+            (layout.root / controller / PARENT).mkdir(exist_ok=True)
+        return
+    root_ctl = layout.root / "cgroup.subtree_control"
+    enabled = root_ctl.read_text().split()
+    missing = [c for c in ("memory", "cpu") if c not in enabled]
+    if missing:
+        _write(root_ctl, " ".join(f"+{c}" for c in missing))
+    parent = layout.root / PARENT
+    parent.mkdir(exist_ok=True)
+    if not {"memory", "cpu"} <= set((parent / "cgroup.subtree_control").read_text().split()):
+        _write(parent / "cgroup.subtree_control", "+memory +cpu")
+
+
+def cpu_quota_us(cpus: float) -> int:
+    return max(1000, round(CFS_PERIOD_US * cpus))
+
+
+def create(layout: Layout, memory_mb: int, cpus: float) -> Cgroups:
+    """Fresh groups: memory limited to memory_mb with no swap, CPU to `cpus` CPUs."""
+    _ensure_parent(layout)
+    cg = Cgroups(layout, new_id())
+    made: list[Path] = []
+    try:
+        for d in cg.dirs:
+            d.mkdir()
+            made.append(d)
+        limit = memory_mb * 1024 * 1024
+        mem = cg.dir("memory")
+        if layout.version == 1:
+            _write(mem / "memory.limit_in_bytes", str(limit))
+            if (mem / "memory.memsw.limit_in_bytes").exists():  # swap accounting on
+                _write(mem / "memory.memsw.limit_in_bytes", str(limit))
+            cpu = cg.dir("cpu")
+            _write(cpu / "cpu.cfs_period_us", str(CFS_PERIOD_US))
+            _write(cpu / "cpu.cfs_quota_us", str(cpu_quota_us(cpus)))
+        else:
+            _write(mem / "memory.max", str(limit))
+            if (mem / "memory.swap.max").exists():
+                _write(mem / "memory.swap.max", "0")
+            _write(mem / "cpu.max", f"{cpu_quota_us(cpus)} {CFS_PERIOD_US}")
+    except BaseException:
+        for d in reversed(made):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
+    return cg
+
+
+def _stale_groups(layout: Layout) -> Iterator[str]:
+    controllers = ("memory", "cpu", "freezer") if layout.version == 1 else ("memory",)
+    seen: set[str] = set()
+    for controller in controllers:
+        parent = layout.controller_dir(controller) / PARENT
+        with contextlib.suppress(OSError):
+            for entry in parent.iterdir():
+                if entry.is_dir() and entry.name not in seen and not owner_alive(entry.name):
+                    seen.add(entry.name)
+                    yield entry.name
+
+
+def clean_stale(layout: Layout) -> list[str]:
+    """Remove the groups of sandboxes whose process is gone; returns their names."""
+    removed = []
+    for name in _stale_groups(layout):
+        with contextlib.suppress(CgroupError, OSError):
+            Cgroups(layout, name).remove()
+            removed.append(name)
+    return removed
+
+
+class PeakSampler:
+    """Stand-in for memory.peak on v2 kernels before 5.19: samples memory.current.
+
+    A sampled maximum misses spikes shorter than the interval, so it is used only when the
+    kernel keeps no high-water mark itself."""
+
+    def __init__(self, cg: Cgroups, interval: float = 0.005) -> None:
+        self._cg = cg
+        self._interval = interval
+        self._peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="memory-peak", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            with contextlib.suppress(CgroupError):
+                self._peak = max(self._peak, self._cg.memory_usage_bytes())
+
+    def peak(self) -> int:
+        with contextlib.suppress(CgroupError):
+            self._peak = max(self._peak, self._cg.memory_usage_bytes())
+        return self._peak
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
