@@ -219,11 +219,11 @@ def test_lost_runtime_done_detected_when_the_function_is_idle() -> None:
     assert not mon.needs_cpu(0.55)  # read at most every CPU_READ_INTERVAL_S
     mon.on_sample(sample(1.0, cpu=130))  # busy: not stalled
     assert not mon.stalled(T0 + 1000, 1.0)
-    mon.on_sample(sample(1.5, cpu=130))
-    assert not mon.stalled(T0 + 1500, 1.5)
-    mon.on_sample(sample(2.0, cpu=130))  # idle for 1,000 ms
-    assert mon.stalled(T0 + 2000, 2.0)
-    rec = mon.close(end(MIB), None, T0 + 2000, 0.5, fallback=m.FALLBACK_RUNTIME_DONE_MISSING)
+    mon.on_sample(sample(2.5, cpu=130))
+    assert not mon.stalled(T0 + 2500, 2.5)
+    mon.on_sample(sample(3.0, cpu=130))  # idle for IDLE_LIMIT_MS
+    assert mon.stalled(T0 + 3000, 3.0)
+    rec = mon.close(end(MIB), None, T0 + 3000, 0.5, fallback=m.FALLBACK_RUNTIME_DONE_MISSING)
     assert rec is not None
     assert rec.fallback == m.FALLBACK_RUNTIME_DONE_MISSING
     assert mon.runtime_done_missing == 1
@@ -231,7 +231,7 @@ def test_lost_runtime_done_detected_when_the_function_is_idle() -> None:
     assert not mon.on_runtime_done("r1", "success")
     assert mon.idle_limit_ms == 2 * m.IDLE_LIMIT_MS
     assert mon.errors == 0
-    assert mon.summary(T0 + 3000).runtime_done_missing == 1
+    assert mon.summary(T0 + 4000).runtime_done_missing == 1
 
 
 def test_busy_function_without_runtime_done_is_closed_before_its_deadline() -> None:

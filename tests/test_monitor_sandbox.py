@@ -260,3 +260,27 @@ def test_disabled_monitor_registers_for_shutdown_only_and_writes_nothing(
     line = next(x for x in r.stdout if x.startswith("EXTENSION"))
     assert "Events: [SHUTDOWN]" in line
     assert [res["status"] for res in r.results] == ["success", "success"]
+
+
+def test_many_files_are_walked_and_their_residency_reused(monitor_layer: Path) -> None:
+    r = run(
+        FUNCTIONS / "monitor_many_files",
+        "app.handler",
+        "python3.11",
+        layers=[monitor_layer],
+        memory=1769,
+        invocations=3,
+        event=[{}, {}, {"rewrite": True}],
+        env={"TMP_MONITOR_TOP_FILES": "3"},
+    )
+    docs = documents(r)
+    assert kinds(docs) == {"invocation": 3, "report": 3, "summary": 1}
+    for d in of_kind(docs, "invocation"):
+        assert d["TmpFiles"] == 1000
+        # 1,000 files of one 4 KiB block, and the ten folders that hold them
+        assert 1000 * 4096 <= v(d, "TmpUsedBytes") <= 1000 * 4096 + 11 * 4096
+        assert v(d, "TmpResidentBytes") == 1000 * 4096
+        assert len(d["topFiles"]) == 3
+        assert all(f["bytes"] == 4096 and f["path"].startswith("many/") for f in d["topFiles"])
+    # Nothing written in the second invocation: the walk alone, no new file.
+    assert [v(d, "TmpDeltaBytes") for d in of_kind(docs, "invocation")][1:] == [0, 0]

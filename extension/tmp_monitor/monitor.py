@@ -25,9 +25,11 @@ MIB: Final = 1 << 20
 # older than that is counted missing instead of piling up in memory.
 MAX_UNREPORTED: Final = 64
 # How long the function's processes may use no CPU, with telemetry alive for the request,
-# before a missing runtimeDone is presumed lost. Doubled each time it proves wrong (the
-# runtimeDone came after all: a function waiting on I/O), up to the deadline margin.
-IDLE_LIMIT_MS: Final = 1_000
+# before a missing runtimeDone is presumed lost (a runtimeDone comes within the buffering's
+# 25 ms of the runtime's next, so 2 s is a wide margin). A function waiting on I/O that long
+# looks the same: its document then closes early (marked, and without purge), and the limit
+# doubles each time the late runtimeDone proves it wrong.
+IDLE_LIMIT_MS: Final = 2_000
 # A stalled invocation is always closed before its deadline, by 10 % of its time but at least
 # 250 ms and at most 1 s: our next call must come before the platform times the invocation out.
 DEADLINE_MARGIN_MS: Final = (250, 1_000)

@@ -52,9 +52,15 @@ def _load_libc() -> ctypes.CDLL:
 _libc: ctypes.CDLL | None = None
 
 
-def resident_bytes(path: str) -> int:
-    """Bytes of the file at path that are in the page cache now. Raises OSError."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def resident_bytes(path: str, dir_fd: int | None = None) -> int:
+    """Bytes of the file at path (relative to dir_fd, if given) in the page cache now.
+
+    Raises OSError. O_NONBLOCK: a FIFO swapped in for the file does not hang the open.
+    """
+    fd = os.open(path, _OPEN_FLAGS, dir_fd=dir_fd)
     try:
         return _resident_fd(fd, os.fstat(fd).st_size)
     finally:
@@ -108,7 +114,7 @@ class ResidencyCache:
         self.errors = 0
         self.measured = 0
 
-    def visit(self, path: str, st: os.stat_result) -> None:
+    def visit(self, dir_fd: int, name: str, st: os.stat_result) -> None:
         """Add the file's resident bytes to this pass (a tmpfs.walk visitor)."""
         key = (st.st_dev, st.st_ino)
         self._seen.add(key)
@@ -117,7 +123,7 @@ class ResidencyCache:
             self.total += entry.resident
             return
         try:
-            resident = resident_bytes(path)
+            resident = resident_bytes(name, dir_fd)
         except OSError:
             self.errors += 1
             return
