@@ -39,7 +39,6 @@ class Extension:
     external: bool
     queue: deque[dict[str, Any]] = field(default_factory=deque)
     waiting: bool = False  # blocked in /event/next
-    next_calls: int = 0
     error_type: str = ""  # set by init/error or exit/error; every later call fails
     error_call: str = ""
 
@@ -171,7 +170,6 @@ class ExtensionsApi:
         with self._cond:
             if ext.error_type:
                 return _after_error(ext)
-            ext.next_calls += 1
             ext.waiting = True
             self._cond.notify_all()
             self._cond.wait_for(lambda: bool(ext.queue) or self.closed)

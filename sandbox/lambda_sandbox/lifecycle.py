@@ -53,7 +53,6 @@ class Proc(Protocol):
     stderr: BinaryIO
 
     def signal(self, sig: int) -> None: ...
-    def poll(self) -> int | None: ...
     def wait(self, timeout: float | None = None) -> int | None: ...
 
 
@@ -158,7 +157,6 @@ class Environment:
         self.frozen = False
         self.cold = True
         self.init_ms = 0.0
-        self.invocations = 0
 
     # -- shared helpers --------------------------------------------------------------------
 
@@ -332,7 +330,6 @@ class Environment:
     # -- Invoke ---------------------------------------------------------------------------
 
     def invoke(self, payload: bytes) -> InvokeResult:
-        self.invocations += 1
         request_id = str(uuid.uuid4())
         timeout_s = self.config.timeout_s
         started = time.monotonic()

@@ -26,8 +26,6 @@ class Invocation:
     deadline_ms: int
     function_arn: str
     trace_id: str = ""
-    client_context: str = ""
-    cognito_identity: str = ""
 
 
 @dataclass(frozen=True)
@@ -59,7 +57,6 @@ class RuntimeApi:
         self._cond = cond
         self.next_calls = 0
         self.waiting = False  # the runtime is blocked in /next
-        self.first_next_at: float | None = None
         self.last_next_at: float | None = None
         self.pending: Invocation | None = None
         self.current: Invocation | None = None
@@ -95,8 +92,6 @@ class RuntimeApi:
             self.next_calls += 1
             self.waiting = True
             self.last_next_at = time.monotonic()
-            if self.first_next_at is None:
-                self.first_next_at = self.last_next_at
             self._cond.notify_all()
             self._cond.wait_for(lambda: self.pending is not None or self.closed)
             self.waiting = False
@@ -113,10 +108,6 @@ class RuntimeApi:
         }
         if invocation.trace_id:
             headers["Lambda-Runtime-Trace-Id"] = invocation.trace_id
-        if invocation.client_context:
-            headers["Lambda-Runtime-Client-Context"] = invocation.client_context
-        if invocation.cognito_identity:
-            headers["Lambda-Runtime-Cognito-Identity"] = invocation.cognito_identity
         return Reply(200, invocation.payload, headers)
 
     def _post(self, request: Request, request_id: str, is_response: bool) -> Reply:

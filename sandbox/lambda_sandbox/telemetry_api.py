@@ -110,8 +110,6 @@ class _Subscriber:
         self.buffer: deque[bytes] = deque()
         self.buffered_bytes = 0
         self.first_at = 0.0
-        self.batches_sent = 0
-        self.batches_dropped = 0
         self.thread: threading.Thread | None = None
 
 
@@ -183,11 +181,6 @@ class TelemetryApi:
         deadline = time.monotonic() + timeout_s
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-
-    def stats(self) -> dict[str, tuple[int, int]]:
-        """Per subscriber: (batches delivered, batches dropped after every retry failed)."""
-        with self._cond:
-            return {n: (s.batches_sent, s.batches_dropped) for n, s in self._subscribers.items()}
 
     # The HTTP side.
 
@@ -295,10 +288,6 @@ class TelemetryApi:
                 finally:
                     with self._cond:
                         self._inflight -= 1
-                        if sent:
-                            sub.batches_sent += 1
-                        else:
-                            sub.batches_dropped += 1
                         self._cond.notify_all()
                 if not sent:
                     self._on_dropped(name, len(batch), sum(len(d) for d in batch))
