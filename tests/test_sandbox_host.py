@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -226,6 +228,8 @@ def test_tmp_writes_raise_max_memory_not_rss(sandbox: Sandbox) -> None:
         "with open('/tmp/blob', 'wb') as f:\n"
         "    for _ in range(20):\n"
         "        f.write(b'x' * (1 << 20))\n"
+        "    f.flush()\n"
+        "    os.fsync(f.fileno())  # written back through the loop device: must not count twice\n"
         "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])",
     )
     assert status == 0, err
@@ -233,6 +237,62 @@ def test_tmp_writes_raise_max_memory_not_rss(sandbox: Sandbox) -> None:
     grown = (sandbox.max_memory_bytes() - before) / MIB
     assert 20 <= grown < 20 + rss_kib / 1024 + 4, grown
     assert rss_kib < 16 * 1024
+
+
+def test_code_is_charged_to_its_reader_even_if_the_host_cached_it(function_dir: Path) -> None:
+    big = function_dir / "big.bin"
+    big.write_bytes(os.urandom(50 * MIB))
+    assert len(big.read_bytes()) == 50 * MIB  # now in the host's page cache
+    with Sandbox.create(HostSpec(function_dir, memory_mb=512)) as sb:
+        before = sb.max_memory_bytes()
+        status, _, err = communicate(sb.spawn(["md5sum", "/var/task/big.bin"], ENV))
+        assert status == 0, err  # md5sum reads every byte with a tiny RSS
+        grown = (sb.max_memory_bytes() - before) / MIB
+    assert grown >= 50, grown
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_freeze_stops_and_thaw_resumes(sandbox: Sandbox) -> None:
+    busy = sandbox.spawn(["sh", "-c", "while :; do :; done"], ENV)
+    assert wait_for(lambda: cpu_ticks(busy.pid) > 0)
+    sandbox.freeze()
+    frozen_at = cpu_ticks(busy.pid)
+    time.sleep(0.5)
+    assert cpu_ticks(busy.pid) == frozen_at
+    assert busy.poll() is None
+    sandbox.thaw()
+    assert wait_for(lambda: cpu_ticks(busy.pid) > frozen_at)
+    sandbox.freeze()
+    sandbox.kill_all()  # frozen processes die too
+    assert busy.wait(10) == -signal.SIGKILL
+
+
+def test_cpu_is_limited_in_proportion_to_memory(function_dir: Path) -> None:
+    memory_mb = 442  # a quarter of the 1,769 MB that give one vCPU
+    with Sandbox.create(HostSpec(function_dir, memory_mb=memory_mb)) as sb:
+        quota = int(Path(f"/sys/fs/cgroup/cpu{sb.cgroup}/cpu.cfs_quota_us").read_text())
+        period = int(Path(f"/sys/fs/cgroup/cpu{sb.cgroup}/cpu.cfs_period_us").read_text())
+        assert quota == round(period * memory_mb / 1769)
+        busy = sb.spawn(["sh", "-c", "while :; do :; done"], ENV)
+        assert wait_for(lambda: cpu_ticks(busy.pid) > 0)
+        start, ticks = time.monotonic(), cpu_ticks(busy.pid)
+        time.sleep(1.0)
+        used = (cpu_ticks(busy.pid) - ticks) / os.sysconf("SC_CLK_TCK")
+        share = used / (time.monotonic() - start)
+    assert share < 2 * memory_mb / 1769, share  # unthrottled it would be about 1.0
 
 
 def test_memory_exhaustion_is_an_oom_kill(function_dir: Path) -> None:
@@ -284,11 +344,9 @@ def test_close_after_exception_and_twice(function_dir: Path) -> None:
     assert _leftovers(sb.id) == []
 
 
-def test_host_killed_leaves_nothing(function_dir: Path, tmp_path: Path) -> None:
-    """kill -9 of the process holding the Sandbox: nsinit cleans up by itself."""
-    import subprocess
-    import sys
-
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_host_killed_leaves_nothing(function_dir: Path, sig: int) -> None:
+    """The process holding the Sandbox dies without close(): nsinit cleans up by itself."""
     script = (
         "import sys, time\n"
         "from pathlib import Path\n"
@@ -299,16 +357,27 @@ def test_host_killed_leaves_nothing(function_dir: Path, tmp_path: Path) -> None:
         "time.sleep(600)\n"
     )
     with subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     ) as holder:
         assert holder.stdout is not None
         sb_id, init_pid, pid = holder.stdout.readline().split()
-        holder.kill()
-    deadline = time.monotonic() + 10
-    while (_leftovers(sb_id) or Path(f"/proc/{init_pid}").exists()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _leftovers(sb_id) == []
+        holder.send_signal(sig)
+    assert wait_for(lambda: not _leftovers(sb_id) and not Path(f"/proc/{init_pid}").exists())
     assert not Path(f"/proc/{pid}").exists()
+
+
+def test_create_removes_leftovers_of_dead_sandboxes(function_dir: Path) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    name = f"{dead.pid}-1-0badc0de"  # a sandbox id whose process is gone
+    made = [Path(f"/sys/fs/cgroup/{c}/lambda-sandbox/{name}") for c in ("memory", "cpu", "freezer")]
+    for d in made:
+        d.mkdir(parents=True)
+    workdir = Path("/var/tmp/lambda-sandbox") / name
+    workdir.mkdir(parents=True)
+    (workdir / "tmp.img").write_bytes(b"x")
+    Sandbox.create(HostSpec(function_dir, memory_mb=1769)).close()
+    assert [d for d in [*made, workdir] if d.exists()] == []
 
 
 def test_bad_spec_names_the_problem(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ Interface (used by lifecycle.py)::
         sb.freeze(); sb.thaw()
         sb.max_memory_bytes(); sb.memory_limit_bytes(); sb.oom_kills()
         sb.kill_all()
+        sb.id, sb.cgroup, sb.init_pid   # "PID-START-HEX", "/lambda-sandbox/ID", host pid of nsinit
     # close(): every process killed, every mount, loop device, cgroup and file gone
 
 Inside the environment (see nsinit.py, which builds it):
@@ -39,7 +40,10 @@ An exec failure raises the OSError the child got (FileNotFoundError, PermissionE
 stdout/stderr are buffered readers of the pipes (end of file once the process and everything
 that inherited them are gone); `close()` closes them, so read them to end of file first.
 Exit statuses are subprocess-style: a process killed by the OOM killer or by kill_all
-reports -9 (-signal.SIGKILL); tell an OOM kill apart by oom_kills() having grown.
+reports -9 (-signal.SIGKILL); tell an OOM kill apart by oom_kills() having grown. A spawn while
+the environment is frozen returns only after thaw (the child freezes as it joins the group).
+Proc.signal goes through nsinit, which knows whether the pid is still its unreaped child, so a
+signal never reaches a recycled pid. spawn may be called from several threads at once.
 
 Cleanup: close() is idempotent and runs on __exit__. If the host process dies without it (kill
 -9), nsinit sees end of file on its socket and tears down itself: the mounts die with the

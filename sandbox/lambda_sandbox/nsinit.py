@@ -107,6 +107,8 @@ def recv_msg(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
         for fd in fds:
             os.close(fd)
         return None, []
+    for fd in fds:  # recvmsg leaves received descriptors inheritable
+        os.set_inheritable(fd, False)
     msg: dict[str, Any] = json.loads(data)
     return msg, fds
 
@@ -774,6 +776,7 @@ class Init:
 def init_main(sock: socket.socket) -> int:
     """PID 1: receive the plan, build the environment, run the init loop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.umask(0o022)  # staged code must stay readable by the sandbox user whatever the host's umask
     msg, _ = recv_msg(sock)
     if msg is None:
         return 0
