@@ -36,6 +36,13 @@ while True:
     event = json.loads(body)
     wrong = call("POST", "/invocation/not-the-id/response", b"{}")
     print(json.dumps({"what": "wrong-id", "status": wrong[0], "body": wrong[2]}))
+    if event.get("register"):
+        conn = http.client.HTTPConnection(api)
+        conn.request("POST", "/2020-01-01/extension/register", body=b'{"events": ["INVOKE"]}',
+                     headers={"Lambda-Extension-Name": "late"})
+        late = conn.getresponse()
+        print(json.dumps({"what": "late-register", "status": late.status,
+                          "body": late.read().decode()}))
     if event.get("big"):
         big = call("POST", f"/invocation/{request_id}/response", b'"' + b"x" * (7 << 20) + b'"')
         print(json.dumps({"what": "big", "status": big[0], "body": big[2]}))
@@ -385,3 +392,25 @@ def test_a_batch_refused_on_every_retry_is_dropped_and_said_so(tmp_path: Path) -
     dropped = r.events_of("platform.logsDropped")
     assert dropped and dropped[0]["record"]["droppedRecords"] >= 1, r.explain()
     assert batches(r) == []
+
+
+def test_registration_closes_when_the_runtime_first_calls_next(tmp_path: Path) -> None:
+    fn = custom_runtime(tmp_path / "custom")
+    r = run(fn, "unused", "provided", memory=FAST, event={"register": True})
+    assert r.returncode == 0, r.explain()
+    late = next(e for e in r.json_lines("runtime.stdout") if e["what"] == "late-register")
+    assert late["status"] == 403
+    assert json.loads(late["body"])["errorType"] == "Extension.RegistrationClosed"
+
+
+def test_at_most_ten_extensions(tmp_path: Path) -> None:
+    fn = python_function(tmp_path / "echo", ECHO)
+    names = [f"ext{i:02d}" for i in range(11)]
+    layer = extension_layer(tmp_path / "layer", *names)
+    r = run(fn, "app.handler", "python3.11", layers=[layer], memory=2048)
+    registrations = [entry(r, "register", name) for name in names]
+    refused = [e for e in registrations if e["status"] != 200]
+    assert len(refused) == 1, [e["status"] for e in registrations]
+    assert refused[0]["body"]["errorType"] == "Extension.TooManyExtensions"
+    # The one refused exits during Init: Init fails as Lambda's does, the run carries on.
+    assert r.returncode == 0 and r.results[0]["payload"]["errorType"] == "Extension.Crash"

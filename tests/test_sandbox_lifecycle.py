@@ -488,3 +488,40 @@ def test_the_environment_is_frozen_between_invocations(tmp_path: Path) -> None:
         b["t"] for b in log if b["what"] == "batch" for e in b["events"] if e == report_1
     )
     assert arrival - epoch(report_1["time"]) >= 0.7
+
+
+def test_runtime_crash_is_an_exit_error_and_resets(tmp_path: Path) -> None:
+    fn = python_function(
+        tmp_path / "crash",
+        """
+import os
+def handler(event, context):
+    if event["crash"]:
+        os._exit(3)
+    return "fine"
+""",
+    )
+    layer = extension_layer(tmp_path / "layer", "probe")
+    r = run(
+        fn,
+        "app.handler",
+        "python3.11",
+        layers=[layer],
+        memory=FAST,
+        invocations=2,
+        event=[{"crash": True}, {"crash": False}],
+    )
+    assert r.returncode == 0, r.explain()
+    crashed, fine = r.results
+    assert crashed["payload"] == {
+        "errorType": "Runtime.ExitError",
+        "errorMessage": f"RequestId: {crashed['requestId']} Error: Runtime exited with error: "
+        "exit status 3",
+    }
+    assert fine["payload"] == "fine" and r.reports[1].init_duration_ms is not None
+    reasons = [
+        e["event"]["shutdownReason"]
+        for e in probe_log(r)
+        if e["what"] == "event" and e["event"]["eventType"] == "SHUTDOWN"
+    ]
+    assert reasons == ["failure", "spindown"]
