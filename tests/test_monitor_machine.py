@@ -227,11 +227,12 @@ def test_lost_runtime_done_detected_when_the_function_is_idle() -> None:
     assert rec is not None
     assert rec.fallback == m.FALLBACK_RUNTIME_DONE_MISSING
     assert mon.runtime_done_missing == 1
-    # ... and the runtimeDone shows up late after all: the limit doubles.
+    assert mon.summary(T0 + 3500).runtime_done_missing == 1
+    # ... and the runtimeDone shows up late after all: not lost, and the limit doubles.
     assert not mon.on_runtime_done("r1", "success")
     assert mon.idle_limit_ms == 2 * m.IDLE_LIMIT_MS
     assert mon.errors == 0
-    assert mon.summary(T0 + 4000).runtime_done_missing == 1
+    assert mon.summary(T0 + 4000).runtime_done_missing == 0
 
 
 def test_busy_function_without_runtime_done_is_closed_before_its_deadline() -> None:
@@ -240,6 +241,11 @@ def test_busy_function_without_runtime_done_is_closed_before_its_deadline() -> N
     # No platform.start, no CPU readings: only the deadline rule applies.
     assert not mon.stalled(T0 + 2600, 2.6)
     assert mon.stalled(T0 + 2700, 2.7)  # 10 % of 3 s = 300 ms before the deadline
+    mon.close(end(MIB), None, T0 + 2700, 0.5, fallback=m.FALLBACK_RUNTIME_DONE_MISSING)
+    # The function was running to its timeout: the late runtimeDone keeps the idle limit.
+    assert not mon.on_runtime_done("r1", "timeout")
+    assert mon.idle_limit_ms == m.IDLE_LIMIT_MS
+    assert mon.runtime_done_missing == 0
     # Short timeouts keep at least 250 ms, long ones at most 1 s.
     mon2 = m.Monitor(start_wall_ms=T0)
     mon2.on_invoke("r", deadline_ms=T0 + 900_000, wall_ms=T0, mono_s=0.0)

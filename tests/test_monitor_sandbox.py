@@ -161,6 +161,13 @@ def test_function_timeout_gives_summary_reason_timeout(monitor_layer: Path) -> N
     (summary,) = of_kind(docs, "summary")
     assert summary["shutdownReason"] == "timeout"
     assert v(summary, "Invocations") == 1
+    # Our next came before the deadline (we never hold an invocation to its timeout) ...
+    (invocation,) = of_kind(docs, "invocation")
+    assert invocation["fallback"] == "runtimeDoneMissing"
+    assert "PurgedBytes" not in invocation
+    # ... and the runtimeDone that came at the deadline was late, not lost.
+    assert summary["runtimeDoneMissing"] == 0
+    assert [d["status"] for d in of_kind(docs, "report")] in ([], ["timeout"])
 
 
 def test_powertools_variables_of_the_function_change_nothing(monitor_layer: Path) -> None:

@@ -217,6 +217,8 @@ class _Invocation:
     cpu_read_mono_s: float = 0.0
     timestamp_ms: int = 0
     tmp_resident_bytes: int = 0
+    closed_idle: bool = False  # closed by the idle rule (not the deadline)
+    closed_without_done: bool = False  # counted in runtime_done_missing
 
 
 @dataclass(slots=True)
@@ -243,7 +245,7 @@ class Monitor:
     idle_limit_ms: int = IDLE_LIMIT_MS
     invocations: int = 0
     errors: int = 0  # contained errors and refused transitions
-    runtime_done_missing: int = 0
+    runtime_done_missing: int = 0  # closed without runtimeDone, and it never came later
     reports_missing: int = 0
     lifetime_tmp_peak_bytes: int = 0
     lifetime_purged_bytes: int = 0
@@ -315,10 +317,16 @@ class Monitor:
                 inv.runtime_status = status
                 return True
             return False
-        if request_id in self._unreported:
-            # It came after all, after we gave up on it: the idle limit was too short for
-            # this function (it waits on I/O without CPU). Be more patient from now on.
-            self.idle_limit_ms *= 2
+        late = self._unreported.get(request_id)
+        if late is not None:
+            # It came after all, after we gave up on it: not lost, only late. If the idle rule
+            # gave up (not the deadline), the limit was too short for this function (it waits
+            # on I/O without CPU): be more patient from now on.
+            if late.closed_idle:
+                self.idle_limit_ms *= 2
+            if late.closed_without_done:
+                late.closed_without_done = False
+                self.runtime_done_missing -= 1
             return False
         self.errors += 1  # a runtimeDone for a request we never saw
         return False
@@ -342,7 +350,8 @@ class Monitor:
             return True
         if not inv.start_seen or inv.last_cpu_ticks is None:
             return False
-        return (mono_s - inv.cpu_changed_mono_s) * 1000 >= self.idle_limit_ms
+        inv.closed_idle = (mono_s - inv.cpu_changed_mono_s) * 1000 >= self.idle_limit_ms
+        return inv.closed_idle
 
     def close(
         self,
@@ -359,6 +368,7 @@ class Monitor:
         self._open = None
         if fallback == FALLBACK_RUNTIME_DONE_MISSING:
             self.runtime_done_missing += 1
+            inv.closed_without_done = True
         peak = max(inv.peak_fs_used, end.fs_used_bytes, end.tmp_used_bytes)
         # TmpDeltaBytes: against what the previous invocation left after its purge; the
         # first invocation has no previous one, so it is measured against 0.
