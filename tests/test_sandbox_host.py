@@ -414,3 +414,22 @@ def test_preflight_names_everything_missing(tmp_path: Path) -> None:
         f"no memory cgroup controller under {v2} (v1 or v2)"
     ]
     preflight.check()  # this machine has everything
+
+
+def test_environments_created_in_parallel_are_separate(function_dir: Path) -> None:
+    results: dict[int, tuple[str, str]] = {}
+
+    def one(n: int) -> None:
+        with Sandbox.create(HostSpec(function_dir, memory_mb=1769)) as sb:
+            proc = sb.spawn(["sh", "-c", f"echo {n} > /tmp/n; ls /proc | grep -c '^[0-9]'"], ENV)
+            results[n] = (sb.id, communicate(proc)[1].strip())
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(results) == [0, 1, 2, 3]
+    # init, sh, ls and grep: nothing of the neighbours
+    assert [count for _, count in results.values()] == ["4"] * 4
+    assert [_leftovers(sb_id) for sb_id, _ in results.values()] == [[]] * 4

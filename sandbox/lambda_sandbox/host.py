@@ -63,6 +63,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -132,8 +133,8 @@ def _check_spec(spec: HostSpec) -> None:
     if not spec.function_dir.is_dir():
         problems.append(f"function folder {spec.function_dir} is not a directory")
     for layer in spec.layers:
-        if not (layer.is_dir() or (layer.is_file() and layer.suffix == ".zip")):
-            problems.append(f"layer {layer} is neither a directory nor a .zip file")
+        if not (layer.is_dir() or zipfile.is_zipfile(layer)):
+            problems.append(f"layer {layer} is neither a directory nor a zip file")
     for source, rel in spec.runtime_files:
         if not source.exists():
             problems.append(f"runtime file {source} does not exist")

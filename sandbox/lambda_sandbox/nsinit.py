@@ -797,6 +797,9 @@ def init_main(sock: socket.socket) -> int:
     except (SetupError, OSError) as exc:
         send_msg(sock, {"op": "error", "message": str(exc)})
         return 1
+    except Exception as exc:  # e.g. a corrupt layer zip: still one message, not a traceback
+        send_msg(sock, {"op": "error", "message": f"{type(exc).__name__}: {exc}"})
+        return 1
     send_msg(sock, {"op": "ready", "pid": host_pid, "loops": loops})
     Init(sock, plan, procs_fds, host_proc, dir_fds, thaw_fd).run()
     return 0
