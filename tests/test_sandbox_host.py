@@ -433,3 +433,15 @@ def test_environments_created_in_parallel_are_separate(function_dir: Path) -> No
     # init, sh, ls and grep: nothing of the neighbours
     assert [count for _, count in results.values()] == ["4"] * 4
     assert [_leftovers(sb_id) for sb_id, _ in results.values()] == [[]] * 4
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_init_killed_ends_the_environment_cleanly(function_dir: Path, sig: int) -> None:
+    sb = Sandbox.create(HostSpec(function_dir, memory_mb=1769))
+    proc = sb.spawn(["sleep", "600"], ENV)
+    os.kill(sb.init_pid, sig)
+    assert proc.wait(10) == -signal.SIGKILL  # everything in the namespace dies with its init
+    with pytest.raises(HostError, match="environment is gone"):
+        sb.spawn(["true"], ENV)
+    sb.close()
+    assert _leftovers(sb.id) == []

@@ -382,9 +382,13 @@ class Sandbox:
             try:
                 self._nsinit.wait(10)
             except subprocess.TimeoutExpired:
-                for pid in (self.init_pid, self._nsinit.pid):
-                    with contextlib.suppress(ProcessLookupError):
-                        if pid:
+                # init stuck (in setup, before it reads the socket): killing PID 1 of the
+                # namespace kills everything in it; its pid is known here even before "ready"
+                outer = self._nsinit.pid
+                children = Path(f"/proc/{outer}/task/{outer}/children")
+                with contextlib.suppress(OSError):
+                    for pid in [int(p) for p in children.read_text().split()] + [outer]:
+                        with contextlib.suppress(ProcessLookupError):
                             os.kill(pid, signal.SIGKILL)
                 self._nsinit.wait()
         if self._reader is not None:
