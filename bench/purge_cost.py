@@ -44,7 +44,7 @@ def measure(ctx: Context) -> list[Row]:
                 layers=[ctx.layer_zip],
                 env={"TMP_MONITOR_PURGE": mode},
                 memory=FULL_CPU_MB,
-                invocations=ctx.settings.invocations,
+                invocations=max(2, ctx.settings.invocations // 3),
                 events=[{"files": FILES, "bytes": BYTES}],
                 timeout=60,
             )

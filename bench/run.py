@@ -35,6 +35,14 @@ from bench.table import Row, as_json, failed, render  # noqa: E402
 SUITES = ("zip", "ready", "startup", "post_runtime", "purge", "sampling", "transient")
 
 
+def load_average() -> str:
+    """Other work on the machine shares the CPUs the sandbox's quotas divide: say how much."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 def machine() -> dict[str, str]:
     model = "unknown"
     try:
@@ -49,6 +57,7 @@ def machine() -> dict[str, str]:
         "cpu": model,
         "kernel": platform.release(),
         "python": platform.python_version(),
+        "load_at_start": load_average(),
     }
 
 
@@ -142,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"bench/run.py: no layer at {args.layer}: run ./build.sh layer first")
     command = "./build.sh bench" + "".join(f" {shlex.quote(a)}" for a in (argv or sys.argv[1:]))
     started = datetime.now(UTC)
+    host = machine()
     with tempfile.TemporaryDirectory(prefix="tmp-monitor-bench-") as work:
         # A snapshot: a rebuild of dist/ during the benchmark must not mix two builds.
         layer = Path(work) / args.layer.name
@@ -150,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = measure_all(ctx, suites)
     head = {
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine(),
+        "machine": {**host, "load_at_end": load_average()},
         "command": command,
         "settings": dataclasses.asdict(settings),
         "minutes": round((datetime.now(UTC) - started).total_seconds() / 60, 1),
@@ -161,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         m = head["machine"]
         print(
             f"{head['date']}, {m['nproc']} x {m['cpu']}, Linux {m['kernel']}: `{command}` "
-            f"({head['minutes']} min)\n"
+            f"({head['minutes']} min; load average {m['load_at_start']} at start, "
+            f"{m['load_at_end']} at the end)\n"
         )
         print(render(rows))
     return 1 if any(r.status == "ERROR" for r in rows) else 0
