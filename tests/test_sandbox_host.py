@@ -220,6 +220,20 @@ def test_tmp_looks_like_lambdas(sandbox: Sandbox) -> None:
     assert s["entries"] == []  # no lost+found
 
 
+def test_tmp_holds_100000_files(sandbox: Sandbox) -> None:
+    status, out, err = run_py(
+        sandbox,
+        "import os\n"
+        "for i in range(100):\n"
+        "    os.mkdir(f'/tmp/d{i}')\n"
+        "    for j in range(1000):\n"
+        "        os.close(os.open(f'/tmp/d{i}/{j}', os.O_CREAT | os.O_WRONLY))\n"
+        "print(sum(len(os.listdir(f'/tmp/d{i}')) for i in range(100)))",
+    )
+    assert status == 0, err
+    assert int(out) == 100_000
+
+
 def test_tmp_writes_raise_max_memory_not_rss(sandbox: Sandbox) -> None:
     before = sandbox.max_memory_bytes()
     status, out, err = run_py(

@@ -47,18 +47,19 @@ import errno
 import fcntl
 import json
 import os
-import platform
 import selectors
-import shutil
 import signal
 import socket
 import stat
-import subprocess
 import sys
 import time
-import zipfile
-from dataclasses import dataclass
-from typing import Any
+import warnings  # noqa: F401 - os.execvpe imports it; in the child, as uid 993, it no longer can
+
+# Startup time counts in every environment's creation: nothing heavy at import (no typing,
+# dataclasses, subprocess, shutil or zipfile, which together double it); see `extract_zip`.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 SANDBOX_UID = 993
 SANDBOX_GID = 990
@@ -151,9 +152,9 @@ def umount(target: str, flags: int = MNT_DETACH) -> None:
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
-    nr = SYS_PIVOT_ROOT.get(platform.machine())
+    nr = SYS_PIVOT_ROOT.get(os.uname().machine)
     if nr is None:
-        raise SetupError(f"pivot_root: unsupported architecture {platform.machine()}")
+        raise SetupError(f"pivot_root: unsupported architecture {os.uname().machine}")
     _check(_libc.syscall(nr, new_root.encode(), put_old.encode()), "pivot_root")
 
 
@@ -209,12 +210,14 @@ class _LoopConfig(ctypes.Structure):
     )
 
 
-@dataclass
 class Loop:
     """An attached loop device; fd keeps it alive until the file system on it is mounted."""
 
-    name: str
-    fd: int
+    __slots__ = ("fd", "name")
+
+    def __init__(self, name: str, fd: int) -> None:
+        self.name = name
+        self.fd = fd
 
 
 def attach_loop(image: str, read_only: bool) -> Loop:
@@ -261,37 +264,21 @@ def attach_loop(image: str, read_only: bool) -> Loop:
 # --- the plan -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class Plan:
-    """What the host asks for; field names match the setup message."""
+    """What the host asks for, from the setup message."""
 
-    workdir: str  # private directory: images, staging, mount points (host side removes it)
-    function_dir: str
-    layers: list[str]
-    runtime_files: list[tuple[str, str]]
-    ephemeral_mb: int
-    efs: list[tuple[str, str]]
-    cgroup_procs: list[str]  # cgroup.procs files a child writes itself into
-    cgroup_dirs: list[str]  # cgroups to remove at teardown
-    thaw_file: str  # freezer.state (v1) or cgroup.freeze (v2)
-    thaw_value: str
-    mkfs: str  # path of mkfs.ext4
-
-    @classmethod
-    def from_msg(cls, msg: dict[str, Any]) -> Plan:
-        return cls(
-            workdir=msg["workdir"],
-            function_dir=msg["function_dir"],
-            layers=list(msg["layers"]),
-            runtime_files=[(a, b) for a, b in msg["runtime_files"]],
-            ephemeral_mb=int(msg["ephemeral_mb"]),
-            efs=[(a, b) for a, b in msg["efs"]],
-            cgroup_procs=list(msg["cgroup_procs"]),
-            cgroup_dirs=list(msg["cgroup_dirs"]),
-            thaw_file=msg["thaw_file"],
-            thaw_value=msg["thaw_value"],
-            mkfs=msg["mkfs"],
-        )
+    def __init__(self, msg: dict[str, Any]) -> None:
+        self.workdir: str = msg["workdir"]  # private folder: images, staging, mount points
+        self.function_dir: str = msg["function_dir"]
+        self.layers: list[str] = list(msg["layers"])
+        self.runtime_files: list[tuple[str, str]] = [(a, b) for a, b in msg["runtime_files"]]
+        self.ephemeral_mb = int(msg["ephemeral_mb"])
+        self.efs: list[tuple[str, str]] = [(a, b) for a, b in msg["efs"]]
+        self.cgroup_procs: list[str] = list(msg["cgroup_procs"])  # a child joins these
+        self.cgroup_dirs: list[str] = list(msg["cgroup_dirs"])  # removed at teardown
+        self.thaw_file: str = msg["thaw_file"]  # freezer.state (v1) or cgroup.freeze (v2)
+        self.thaw_value: str = msg["thaw_value"]
+        self.mkfs: str = msg["mkfs"]  # path of mkfs.ext4
 
 
 # --- file systems -------------------------------------------------------------------------
@@ -316,19 +303,33 @@ def tmp_image_geometry(ephemeral_mb: int) -> tuple[int, int]:
     return size, inodes
 
 
-def run_mkfs(argv: list[str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+class Mkfs:
+    """A running mkfs.ext4 whose stderr is kept for the error message."""
+
+    def __init__(self, argv: list[str]) -> None:
+        err_r, err_w = os.pipe()
+        self.pid = os.posix_spawn(
+            argv[0],
+            argv,
+            os.environ,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_DUP2, err_w, 2),
+            ],
+        )
+        os.close(err_w)
+        self.err = err_r
+
+    def finish(self, what: str) -> None:
+        with os.fdopen(self.err, "rb") as f:
+            err = f.read()
+        _, status = os.waitpid(self.pid, 0)
+        if status != 0:
+            raise SetupError(f"mkfs.ext4 of {what} failed: {err.decode(errors='replace').strip()}")
 
 
-def finish_mkfs(proc: subprocess.Popen[bytes], what: str) -> None:
-    _out, err = proc.communicate()
-    if proc.returncode != 0:
-        raise SetupError(f"mkfs.ext4 of {what} failed: {err.decode(errors='replace').strip()}")
-
-
-def mkfs_tmp(plan: Plan, image: str) -> subprocess.Popen[bytes]:
+def mkfs_tmp(plan: Plan, image: str) -> Mkfs:
     """Start mkfs of /tmp: no journal (its contents die with the environment, so crash
     consistency buys nothing, and a journal would take space and write on every metadata change),
     no reserved blocks (Lambda's reserve is ext4's own 2 % for delayed allocation, which the
@@ -336,7 +337,7 @@ def mkfs_tmp(plan: Plan, image: str) -> subprocess.Popen[bytes]:
     size, inodes = tmp_image_geometry(plan.ephemeral_mb)
     with open(image, "wb") as f:
         f.truncate(size)
-    return run_mkfs(
+    return Mkfs(
         [
             plan.mkfs,
             "-q",
@@ -363,6 +364,9 @@ def mkfs_tmp(plan: Plan, image: str) -> subprocess.Popen[bytes]:
 def extract_zip(path: str, dest: str) -> None:
     """Unzip path into dest, later files overriding earlier ones, keeping Unix modes and
     symlinks (zipfile.extractall drops both)."""
+    import shutil  # here, not at the top: only environments with layers pay for it
+    import zipfile
+
     with zipfile.ZipFile(path) as zf:
         for info in zf.infolist():
             target = os.path.realpath(os.path.join(dest, info.filename))
@@ -411,6 +415,8 @@ def stage_code(plan: Plan, stage: str) -> None:
         os.makedirs(os.path.join(stage, sub), mode=0o755)
     for layer in plan.layers:
         if os.path.isdir(layer):
+            import shutil  # see extract_zip
+
             shutil.copytree(layer, os.path.join(stage, "opt"), symlinks=True, dirs_exist_ok=True)
         else:
             extract_zip(layer, os.path.join(stage, "opt"))
@@ -428,12 +434,12 @@ def stage_code(plan: Plan, stage: str) -> None:
     os.chmod(os.path.join(stage, "hosts"), 0o644)
 
 
-def mkfs_code(plan: Plan, stage: str, image: str) -> subprocess.Popen[bytes]:
+def mkfs_code(plan: Plan, stage: str, image: str) -> Mkfs:
     used, entries = tree_size(stage)
     size = -(-(used + used // 4 + 16 * MIB) // MIB) * MIB
     with open(image, "wb") as f:
         f.truncate(size)
-    return run_mkfs(
+    return Mkfs(
         [
             plan.mkfs,
             "-q",
@@ -545,8 +551,8 @@ def setup(plan: Plan) -> list[str]:
     tmp_mkfs = mkfs_tmp(plan, tmp_img)
     stage_code(plan, stage)
     code_mkfs = mkfs_code(plan, stage, code_img)
-    finish_mkfs(tmp_mkfs, "/tmp")
-    finish_mkfs(code_mkfs, "the code image (/opt, /var/task, /var/runtime)")
+    tmp_mkfs.finish("/tmp")
+    code_mkfs.finish("the code image (/opt, /var/task, /var/runtime)")
     unmount_below(stage)
     tmp_loop = attach_loop(tmp_img, read_only=False)
     code_loop = attach_loop(code_img, read_only=True)
@@ -780,7 +786,7 @@ def init_main(sock: socket.socket) -> int:
     msg, _ = recv_msg(sock)
     if msg is None:
         return 0
-    plan = Plan.from_msg(msg)
+    plan = Plan(msg)
     try:
         procs_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in plan.cgroup_procs]
         dir_fds = [
