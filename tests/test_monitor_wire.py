@@ -382,3 +382,56 @@ def test_client_reads_chunked_and_refusals() -> None:
         server.server_close()
     with pytest.raises(extensions_api.ApiError):
         extensions_api.Client(f"127.0.0.1:{server.server_address[1]}").register("x", ["INVOKE"])
+
+
+# ---- the early registration ------------------------------------------------------------------
+
+
+def test_early_registration_names_match_the_public_names() -> None:
+    from tmp_monitor import names, register
+
+    assert register.EXTENSION_NAME == names.EXTENSION_NAME
+    assert register.ENV_DISABLED == names.ENV_DISABLED
+
+
+def test_early_registration_reads_plain_and_chunked_answers() -> None:
+    from tmp_monitor import register
+
+    plain = b"HTTP/1.1 200 OK\r\nLambda-Extension-Identifier: id-1\r\nContent-Length: 2\r\n\r\n{}"
+    assert register._parse(plain) == ("id-1", b"{}")
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nlambda-extension-identifier: id-2\r\n"
+        b'Transfer-Encoding: chunked\r\n\r\n3\r\n{"a\r\n4\r\n":1}\r\n0\r\n\r\n'
+    )
+    assert register._parse(chunked) == ("id-2", b'{"a":1}')
+    with pytest.raises(register.RegisterError):
+        register._parse(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+    with pytest.raises(register.RegisterError):
+        register._parse(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")  # no identifier
+
+
+def test_early_registration_imports_nothing_heavy() -> None:
+    code = (
+        "import sys; before = set(sys.modules); import tmp_monitor.__main__; "
+        "print(sorted(set(sys.modules) - before))"
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(ROOT / 'extension')!r}); {code}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    loaded = set(json.loads(out.replace("'", '"')))
+    heavy = {"socket", "json", "typing", "re", "enum", "logging", "dataclasses", "threading"}
+    assert not loaded & heavy, sorted(loaded)
+    assert {m for m in loaded if m.startswith("tmp_monitor")} == {
+        "tmp_monitor",
+        "tmp_monitor.__main__",
+        "tmp_monitor.register",
+    }

@@ -1,9 +1,10 @@
 """Entry point of the extension (`python -m tmp_monitor`): wires the parts together.
 
-Order matters for the user's cold start: register first (the runtime starts only once every
-extension has registered), subscribe (allowed only during Init), ask for the first event, and
-only then import and build the rest while that first next is pending. The first event waits in
-the queue until the runner is ready; Powertools' import, the slowest, goes on in a thread.
+Order matters for the user's cold start: register first, before any other import (the runtime
+starts only once every extension has registered: tmp_monitor.register); then, while the runtime
+starts, load the configuration and subscribe (allowed only during Init); ask for the first
+event; and only then import and build the rest while that first next is pending. The first
+event waits in the queue until the runner is ready; Powertools' import goes on in a thread.
 """
 
 from __future__ import annotations
@@ -16,49 +17,79 @@ import os
 for _name in [n for n in os.environ if n.startswith("POWERTOOLS_")]:
     del os.environ[_name]
 
-import logging  # noqa: E402
-import queue  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from typing import Any  # noqa: E402
+from tmp_monitor import register  # noqa: E402
 
-from tmp_monitor import config, names, telemetry  # noqa: E402
-from tmp_monitor.extensions_api import ApiError, Client, NextCaller, RegisterResponse  # noqa: E402
+# typing's TYPE_CHECKING, without importing typing (10 ms) before registering: mypy reads any
+# constant of that name as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import logging
+    import queue
+    from typing import Any
 
-log = logging.getLogger("tmp_monitor")
+    from tmp_monitor import config
+    from tmp_monitor.extensions_api import Client, NextCaller, RegisterResponse
 
 
 def main() -> int:
+    api = os.environ.get("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")
+    multi = bool(os.environ.get("AWS_LAMBDA_MAX_CONCURRENCY"))
+    shutdown_only = register.disabled() or multi
+    try:
+        extension_id, body = register.register(
+            api, ["SHUTDOWN"] if shutdown_only else ["INVOKE", "SHUTDOWN"]
+        )
+    except register.RegisterError as exc:
+        os.write(2, f"[tmp-monitor] ERROR could not register: {exc}\n".encode())
+        return 1
+    return _after_register(api, extension_id, body, shutdown_only, multi)
+
+
+def _after_register(
+    api: str, extension_id: str, body: bytes, shutdown_only: bool, multi: bool
+) -> int:
+    import json
+    import logging
+    import queue
+    import sys
+    import time
+
+    from tmp_monitor import config
+    from tmp_monitor.extensions_api import Client, NextCaller
+
     started_ms = time.time_ns() // 1_000_000
+    log = logging.getLogger("tmp_monitor")
     logging.basicConfig(stream=sys.stderr, format="[tmp-monitor] %(levelname)s %(message)s")
     cfg = config.load(os.environ, warn=log.warning)
     log.setLevel(cfg.log_level)
-    api = os.environ.get("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")
-    multi = bool(os.environ.get("AWS_LAMBDA_MAX_CONCURRENCY"))
     client = Client(api)
-    events = ["SHUTDOWN"] if cfg.disabled or multi else ["INVOKE", "SHUTDOWN"]
+    client.extension_id = extension_id
     try:
-        registered = client.register(names.EXTENSION_NAME, events)
-    except ApiError as exc:
-        log.error("could not register: %s", exc)
-        return 1
-    if cfg.disabled:
+        registered = json.loads(body or b"{}")
+    except ValueError:
+        registered = {}
+    if cfg.disabled or (shutdown_only and not multi):
+        # (Both agree unless config.load and register.disabled read the variable apart.)
         from tmp_monitor.runner import run_disabled
 
         return run_disabled(client)
     items: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    telemetry_ok = False if multi else _subscribe(api, client, items)
+    telemetry_ok = False if multi else _subscribe(api, client, items, log)
     next_caller = NextCaller(client, items.put)
     next_caller.request()  # Init ends for us here; what follows overlaps the wait
     try:
-        return _run(cfg, registered, next_caller, items, telemetry_ok, multi, started_ms)
+        return _run(cfg, registered, next_caller, items, telemetry_ok, multi, started_ms, log)
     except Exception as exc:
         # Set-up failed after registering: stay out of the way until SHUTDOWN.
         log.error("the monitor is off for this environment: %r", exc)
         return _drain(items, next_caller)
 
 
-def _subscribe(api: str, client: Client, items: queue.SimpleQueue[Any]) -> bool:
+def _subscribe(
+    api: str, client: Client, items: queue.SimpleQueue[Any], log: logging.Logger
+) -> bool:
+    from tmp_monitor import telemetry
+
     listener = telemetry.start_listener(items.put)
     if listener is None:
         detail = "no address to listen on"
@@ -84,10 +115,11 @@ def _run(
     telemetry_ok: bool,
     multi: bool,
     started_ms: int,
+    log: logging.Logger,
 ) -> int:
     import dataclasses
 
-    from tmp_monitor import __version__, emf, purge, runner, sampler
+    from tmp_monitor import __version__, config, emf, purge, runner, sampler
     from tmp_monitor.monitor import Monitor
 
     emf.preload()  # Powertools' import runs beside ours
@@ -148,4 +180,4 @@ def _drain(items: queue.SimpleQueue[Any], next_caller: NextCaller) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
