@@ -220,8 +220,8 @@ def run(
             argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         ) as proc:
             out, err = proc.communicate(timeout=process_timeout_s)
-        stdout = out.splitlines()
-        stderr = err.splitlines()
+        stdout = _lines(out)
+        stderr = _lines(err)
         events = (
             [json.loads(line) for line in telemetry.read_text().splitlines()]
             if telemetry.exists()
@@ -241,3 +241,9 @@ def run(
         results=[json.loads(line[7:]) for line in stderr if line.startswith("RESULT {")],
         captured=captured,
     )
+
+
+def _lines(text: str) -> list[str]:
+    """Lines split at \n only: Lambda's multi-line log events hold \r, which splitlines() splits."""
+    lines = text.split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
