@@ -435,3 +435,68 @@ def test_early_registration_imports_nothing_heavy() -> None:
         "tmp_monitor.__main__",
         "tmp_monitor.register",
     }
+
+
+# ---- errors are contained: a reader that fails costs figures, never a hang ---------------------
+
+
+def test_failing_readers_are_counted_and_next_still_comes(tmp_path: Path) -> None:
+    import io
+
+    from tmp_monitor import emf, purge
+    from tmp_monitor.config import Config
+    from tmp_monitor.monitor import Monitor
+    from tmp_monitor.runner import Runner
+    from tmp_monitor.sampler import Sampler
+
+    class BrokenSampler(Sampler):
+        def tick(self, mono_s: float, with_cpu: bool = False, new_census: bool = False) -> Any:
+            raise OSError("injected: /proc unreadable")
+
+        def end_of_runtime(self, top_n: int = 0) -> Any:
+            raise OSError("injected: /tmp unreadable")
+
+    stub = Stub(
+        events=[
+            {
+                "eventType": "INVOKE",
+                "requestId": "r1",
+                "deadlineMs": deadline_in(20),
+                "invokedFunctionArn": "arn",
+            },
+            {"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": deadline_in(22)},
+        ],
+        telemetry_after_invoke=["platform.start", "platform.runtimeDone"],
+    )
+    api, server = serve(stub)
+    try:
+        client = extensions_api.Client(api)
+        client.extension_id = "ext-1"
+        items: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        listener = telemetry.start_listener(items.put)
+        assert listener is not None
+        assert telemetry.subscribe(api, "ext-1", listener.uri).ok
+        out = io.StringIO()
+        context = emf.Context("TmpMonitor", (("FunctionName",),), "f", "1", "0", False, False, "x")
+        caller = extensions_api.NextCaller(client, items.put)
+        caller.request()
+        status = Runner(
+            next_caller=caller,
+            items=items,
+            monitor=Monitor(start_wall_ms=int(time.time() * 1000)),
+            sampler=BrokenSampler(tmp_root=str(tmp_path)),
+            sink=emf.EmfSink(context, out),
+            purger=purge.make_purger(Config()),
+            period_s=0.01,
+            telemetry_ok=True,
+        ).run()
+        listener.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert status == 0
+    assert len(stub.next_times) == 2  # the invocation was released
+    invocation, summary = emf_check.parse_documents(out.getvalue())
+    assert invocation["document"] == "invocation"
+    assert invocation["errors"] >= 2  # the tick and the end-of-runtime measure
+    assert summary["errors"] >= invocation["errors"]

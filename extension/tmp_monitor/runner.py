@@ -130,7 +130,9 @@ class Runner:
         now = time.monotonic()
         self._next_tick = now + self._period_s
         m = self._monitor
-        m.on_sample(self._sampler.tick(now, with_cpu=m.needs_cpu(now), new_census=new_census))
+        # A failing reader costs this sample, never the stall check after it (which is what
+        # keeps an invocation from being held to its timeout).
+        self._guard("sample", self._sample, now, new_census)
         if self._multi:
             if now >= self._window_end:
                 self._window_end = now + WINDOW_S
@@ -139,16 +141,24 @@ class Runner:
             self._once("stalled", "no platform.runtimeDone for an invocation: closed without it")
             self._end_of_runtime(now, mon.FALLBACK_RUNTIME_DONE_MISSING)
 
+    def _sample(self, now: float, new_census: bool) -> None:
+        m = self._monitor
+        m.on_sample(self._sampler.tick(now, with_cpu=m.needs_cpu(now), new_census=new_census))
+
     def _on_invoke(self, event: Any) -> None:
         m = self._monitor
         now = time.monotonic()
-        if m.open_request is not None:  # no telemetry: the previous one ends here
-            self._end_of_runtime(now, mon.FALLBACK_NO_TELEMETRY, call_next=False)
-        self._deadline_ms = int(event.get("deadlineMs") or 0)
-        m.on_invoke(str(event.get("requestId", "")), self._deadline_ms, wall_ms(), now)
-        self._on_tick(new_census=True)  # the state at INVOKE; the period starts now
-        if not self._telemetry_ok:
-            self._next.request()
+        try:
+            if m.open_request is not None:  # no telemetry: the previous one ends here
+                self._end_of_runtime(now, mon.FALLBACK_NO_TELEMETRY, call_next=False)
+            self._deadline_ms = int(event.get("deadlineMs") or 0)
+            m.on_invoke(str(event.get("requestId", "")), self._deadline_ms, wall_ms(), now)
+            self._on_tick(new_census=True)  # the state at INVOKE; the period starts now
+        finally:
+            # Without telemetry, or if the invocation could not even be opened, nothing will
+            # end it: next at once, whatever failed above.
+            if not self._telemetry_ok or m.open_request is None:
+                self._next.request()
 
     def _on_telemetry(self, item: telemetry.TelemetryEvent) -> None:
         kind = item.get("type")
@@ -178,22 +188,24 @@ class Runner:
         m = self._monitor
         done_wall = wall_ms()
         try:
-            m.on_sample(self._sampler.tick(time.monotonic()))
-            end = self._sampler.end_of_runtime(self._top_files)
-            purge = None
-            if fallback is None:
-                purge = self._purger(end.tmp_used_bytes, float(self._deadline_ms) or None)
-        except Exception as exc:
-            m.count_error()
-            self._once(f"end:{type(exc).__name__}", f"end-of-runtime measure failed ({exc!r})")
-            end = mon.EndOfRuntime(0, 0, 0, 0, 0, 0)
-            purge = None
-        post_ms = (time.monotonic() - done_mono) * 1000
-        record = m.close(end, purge, done_wall, post_ms, fallback)
-        if record is not None:
-            self._sink.emit(record)
-        if call_next:
-            self._next.request()
+            try:
+                m.on_sample(self._sampler.tick(time.monotonic()))
+                end = self._sampler.end_of_runtime(self._top_files)
+                purge = None
+                if fallback is None:
+                    purge = self._purger(end.tmp_used_bytes, float(self._deadline_ms) or None)
+            except Exception as exc:
+                m.count_error()
+                self._once(f"end:{type(exc).__name__}", f"end-of-runtime measure failed ({exc!r})")
+                end = mon.EndOfRuntime(0, 0, 0, 0, 0, 0)
+                purge = None
+            post_ms = (time.monotonic() - done_mono) * 1000
+            record = m.close(end, purge, done_wall, post_ms, fallback)
+            if record is not None:
+                self._sink.emit(record)
+        finally:
+            if call_next:
+                self._next.request()  # whatever failed above, never hold the invocation
 
     def _emit_window(self) -> None:
         record = self._monitor.close_window(
