@@ -5,6 +5,7 @@ machine, where the v1 tests in test_sandbox_host.py cannot run."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -41,17 +42,23 @@ def test_v2_limits_memory_without_swap_and_cpu_by_share(v2_root: Path) -> None:
     assert cg.freeze_file == (d / "cgroup.freeze", "1", "0")
 
 
+def put(path: Path, text: str) -> None:
+    """Replace a file at once, as a kernel file changes (the sampler thread reads meanwhile)."""
+    (path.parent / (path.name + ".new")).write_text(text)
+    os.replace(path.parent / (path.name + ".new"), path)
+
+
 def test_v2_reads_peak_oom_kills_and_falls_back_without_peak(v2_root: Path) -> None:
     cg = cgroups.create(cgroups.Layout(2, v2_root), memory_mb=128, cpus=0.1)
     d = v2_root / cgroups.PARENT / cg.name
     (d / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 2\noom_kill 1\n")
     assert cg.oom_kills() == 1
-    (d / "memory.current").write_text("1000\n")
+    put(d / "memory.current", "1000\n")
     assert not cg.has_peak()  # kernels before 5.19 have no memory.peak
     sampler = cgroups.PeakSampler(cg, interval=0.001)
-    (d / "memory.current").write_text("5000\n")
+    put(d / "memory.current", "5000\n")
     assert sampler.peak() == 5000
-    (d / "memory.current").write_text("2000\n")
+    put(d / "memory.current", "2000\n")
     assert sampler.peak() == 5000  # a high-water mark never falls
     sampler.stop()
     (d / "memory.peak").write_text("7000\n")

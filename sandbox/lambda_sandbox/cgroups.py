@@ -208,6 +208,14 @@ class Cgroups:
                     time.sleep(0.005)
 
 
+def remove_parents(layout: Layout) -> None:
+    """Remove the lambda-sandbox parent groups if no other sandbox uses them (else EBUSY)."""
+    controllers = ("memory", "cpu", "freezer") if layout.version == 1 else ("memory",)
+    for controller in controllers:
+        with contextlib.suppress(OSError):
+            (layout.controller_dir(controller) / PARENT).rmdir()
+
+
 def _ensure_parent(layout: Layout) -> None:
     if layout.version == 1:
         for controller in ("memory", "cpu", "freezer"):
@@ -230,13 +238,20 @@ def cpu_quota_us(cpus: float) -> int:
 
 def create(layout: Layout, memory_mb: int, cpus: float) -> Cgroups:
     """Fresh groups: memory limited to memory_mb with no swap, CPU to `cpus` CPUs."""
-    _ensure_parent(layout)
     cg = Cgroups(layout, new_id())
     made: list[Path] = []
     try:
-        for d in cg.dirs:
-            d.mkdir()
-            made.append(d)
+        for _attempt in range(5):
+            _ensure_parent(layout)
+            try:
+                for d in cg.dirs:
+                    d.mkdir()
+                    made.append(d)
+                break
+            except FileNotFoundError:  # a closing sandbox removed the empty parent meanwhile
+                for d in reversed(made):
+                    d.rmdir()
+                made.clear()
         limit = memory_mb * 1024 * 1024
         mem = cg.dir("memory")
         if layout.version == 1:

@@ -227,8 +227,13 @@ class Sandbox:
             raise HostError(f"cannot create the environment's cgroups: {exc}") from exc
         sb = cls(spec, cg, work_root / cg.name)
         try:
-            work_root.mkdir(mode=0o700, parents=True, exist_ok=True)
-            sb._workdir.mkdir(mode=0o700)
+            for _attempt in range(5):
+                work_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+                try:
+                    sb._workdir.mkdir(mode=0o700)
+                    break
+                except FileNotFoundError:  # a closing sandbox removed the empty parent
+                    continue
             sb._start(mkfs)
         except BaseException:
             sb.close()
@@ -398,6 +403,9 @@ class Sandbox:
         self._cg.remove()
         self._wait_loops_detached()
         shutil.rmtree(self._workdir, ignore_errors=True)
+        with contextlib.suppress(OSError):  # shared parents go with the last sandbox
+            self._workdir.parent.rmdir()
+        cgroups.remove_parents(self._cg.layout)
         if self._sock is not None:
             self._sock.close()
         for proc in self._all_procs:
