@@ -68,7 +68,7 @@ __all__ = [
     "purge_tree",
 ]
 
-# 20,000 to 30,000 small files (unlink costs 30-50 us of kernel time on ext4, whatever Python
+# 10,000 to 30,000 small files (unlink costs 30-100 us of kernel time on ext4, whatever Python
 # does): a bigger /tmp is emptied over several invocations.
 MAX_BUDGET_S: Final = 1.0
 DEADLINE_SHARE: Final = 0.5
