@@ -2,13 +2,17 @@
 
     python bench/profile.py {sampling,post_runtime,purge} [--memory MB] [--rate HZ]
     python bench/profile.py importtime [--memory MB]
+    python bench/profile.py {sampling,post_runtime,purge} --cprofile [--memory MB]
 
 The first three run the benchmark's function for that row in lambda-sandbox with the built
 layer, find the monitor among the sandbox's descendants (its host pid) and record it with
 py-spy (non-blocking, so the profiler does not stop it), then print where its samples fall:
 the functions with the most samples of their own, and with the most including what they call.
-`importtime` runs the layer's interpreter with -X importtime (a copy of the layer whose launcher
-adds the flag) and prints the imports that cost the monitor's start the most.
+py-spy cannot read every build of the layer's interpreter (it needs to find its version); then
+--cprofile runs the monitor under cProfile instead (a copy of the layer with Debian's _lsprof
+module and probes/profile_bootstrap.py), which slows it but shows where its main thread spends
+its time. `importtime` runs the layer's interpreter with -X importtime (a copy of the layer
+whose launcher adds the flag) and prints the imports that cost the monitor's start the most.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import argparse
 import collections
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -97,7 +102,19 @@ def summarize(raw: Path, top: int = 25) -> str:
     return "\n".join(out)
 
 
-def record(scenario: str, memory: int, rate: int, invocations: int) -> str:
+LSPROF = Path("/usr/lib/python3.11/lib-dynload/_lsprof.cpython-311-x86_64-linux-gnu.so")
+
+
+def cprofile_layer(layer: Path, dest: Path) -> Path:
+    root = layers.unpack(layer, dest)
+    home = root / "tmp-monitor"
+    shutil.copyfile(LSPROF, home / "runtime" / "lib" / "python3.11" / "lib-dynload" / LSPROF.name)
+    (home / "bootstrap.py").rename(home / "bootstrap_monitor.py")
+    shutil.copyfile(layers.PROBES / "profile_bootstrap.py", home / "bootstrap.py")
+    return root
+
+
+def record(scenario: str, memory: int, rate: int, invocations: int, cprof: bool) -> str:
     function, event, env, timeout = SCENARIOS[scenario]
     layer = ROOT / "dist" / "tmp-monitor-x86_64.zip"
     with tempfile.TemporaryDirectory(prefix="tmp-monitor-profile-") as scratch:
@@ -108,6 +125,8 @@ def record(scenario: str, memory: int, rate: int, invocations: int) -> str:
             text = launcher.read_text()
             launcher.write_text(text.replace("-X utf8", "-X utf8 -X importtime"))
             layer_arg = root
+        elif cprof:
+            layer_arg = cprofile_layer(layer, work / "layer")
         else:
             layer_arg = layer
         command = [
@@ -136,10 +155,10 @@ def record(scenario: str, memory: int, rate: int, invocations: int) -> str:
         for key, value in env.items():
             command += ["--env", f"{key}={value}"]
         sandbox = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if scenario == "importtime":
+        if scenario == "importtime" or cprof:
             sandbox.wait()
             stderr = (work / "capture" / "extension-tmp-monitor.stderr").read_text()
-            return importtime(stderr)
+            return stderr.partition("BENCH profile\n")[2] if cprof else importtime(stderr)
         pid = find_monitor(sandbox.pid)
         if pid is None:
             sandbox.kill()
@@ -192,8 +211,9 @@ def main() -> int:
     top.add_argument("--memory", type=int, default=1769)
     top.add_argument("--rate", type=int, default=500, help="py-spy samples per second")
     top.add_argument("--invocations", type=int, default=20)
+    top.add_argument("--cprofile", action="store_true", help="cProfile instead of py-spy")
     args = top.parse_args()
-    print(record(args.scenario, args.memory, args.rate, args.invocations))
+    print(record(args.scenario, args.memory, args.rate, args.invocations, args.cprofile))
     return 0
 
 
