@@ -25,6 +25,8 @@ class Series:
     later_ms: list[float] = field(default_factory=list)
     max_memory_mb: list[float] = field(default_factory=list)
     overhead_ms: list[float] = field(default_factory=list)
+    invocations: int = 0
+    fallbacks: list[str] = field(default_factory=list)  # invocations closed without runtimeDone
 
 
 def _collect(into: Series, run: sandbox.Run) -> None:
@@ -41,6 +43,9 @@ def _collect(into: Series, run: sandbox.Run) -> None:
     into.later_ms += [metric(r, "durationMs") or 0.0 for r in reports[1:]]
     into.max_memory_mb.append(max(metric(r, "maxMemoryUsedMB") or 0.0 for r in reports))
     into.overhead_ms += [v for r in reports if (v := span_ms(r, "extensionOverhead")) is not None]
+    docs = run.docs("invocation")
+    into.invocations += len(docs)
+    into.fallbacks += [str(d["fallback"]) for d in docs if d.get("fallback")]
 
 
 def _added(
@@ -108,6 +113,21 @@ def measure(ctx: Context, subscription_timeout_ms: float | None) -> list[Row]:
                 30,
             ),
         ]
+    layered = [series[(mb, 1)] for mb in (FULL_CPU_MB, SMALL_MB)]
+    total = sum(s.invocations for s in layered)
+    fallbacks = [f for s in layered for f in s.fallbacks]
+    kinds = ", ".join(sorted(set(fallbacks))) or "none"
+    rows.append(
+        Row(
+            "closed_without_runtime_done",
+            "invocations the monitor closed without their runtimeDone (held near the deadline)",
+            float(len(fallbacks)),
+            "",
+            f"{len(fallbacks)} of {total} (Node.js, 128 and 1769 MB; {kinds})",
+            None,
+            {"fallbacks": fallbacks, "invocations": total},
+        )
+    )
     overhead = series[(FULL_CPU_MB, 1)].overhead_ms
     budget = None if subscription_timeout_ms is None else subscription_timeout_ms + 5
     basis = (

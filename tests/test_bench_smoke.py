@@ -28,6 +28,7 @@ ROWS = {
     "max_memory_added_1769",
     "max_memory_added_128",
     "extension_overhead_1769",
+    "closed_without_runtime_done",
     "post_runtime_0",
     "post_runtime_1000",
     "post_runtime_10000",
