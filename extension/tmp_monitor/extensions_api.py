@@ -217,17 +217,22 @@ class NextCaller:
         self._client = client
         self._put = put
         self._wanted = threading.Semaphore(0)
+        self.pending = False  # a next asked for and not answered yet
         self._thread = threading.Thread(target=self._run, name="tmp-monitor-next", daemon=True)
         self._thread.start()
 
     def request(self) -> None:
+        self.pending = True
         self._wanted.release()
 
     def _run(self) -> None:
         while True:
             self._wanted.acquire()
             try:
-                self._put(NextResult(self._client.next(), None))
+                result = NextResult(self._client.next(), None)
             except ApiError as exc:
-                self._put(NextResult(None, exc))
+                result = NextResult(None, exc)
+            self.pending = False
+            self._put(result)
+            if result.event is None:
                 return
