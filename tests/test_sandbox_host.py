@@ -431,12 +431,14 @@ def test_preflight_names_everything_missing(tmp_path: Path) -> None:
 
 
 def test_environments_created_in_parallel_are_separate(function_dir: Path) -> None:
-    results: dict[int, tuple[str, str]] = {}
+    results: dict[int, tuple[str, list[str]]] = {}
+    started = threading.Barrier(4)
 
     def one(n: int) -> None:
         with Sandbox.create(HostSpec(function_dir, memory_mb=1769)) as sb:
-            proc = sb.spawn(["sh", "-c", f"echo {n} > /tmp/n; ls /proc | grep -c '^[0-9]'"], ENV)
-            results[n] = (sb.id, communicate(proc)[1].strip())
+            started.wait(60)  # all four exist at once
+            proc = sb.spawn(["sh", "-c", f"echo {n} > /tmp/n; cat /tmp/n; echo /proc/[0-9]*"], ENV)
+            results[n] = (sb.id, communicate(proc)[1].split())
 
     threads = [threading.Thread(target=one, args=(n,)) for n in range(4)]
     for t in threads:
@@ -444,8 +446,9 @@ def test_environments_created_in_parallel_are_separate(function_dir: Path) -> No
     for t in threads:
         t.join(120)
     assert sorted(results) == [0, 1, 2, 3]
-    # init, sh, ls and grep: nothing of the neighbours
-    assert [count for _, count in results.values()] == ["4"] * 4
+    for n, (_, words) in results.items():
+        assert words[0] == str(n)  # its own /tmp
+        assert len(words[1:]) == 2, words  # init and this shell: nothing of the neighbours
     assert [_leftovers(sb_id) for sb_id, _ in results.values()] == [[]] * 4
 
 
