@@ -43,6 +43,9 @@ def error_reply(status: int, error_type: str, message: str) -> Reply:
     return json_reply(status, {"errorType": error_type, "errorMessage": message})
 
 
+# A handler returning this gets no answer: the server closes the connection (a fault switch).
+CLOSE_CONNECTION = Reply(0)
+
 Handler = Callable[[Request], "Reply | None"]
 
 
@@ -82,6 +85,9 @@ class ApiServer:
                         break
                 if reply is None:
                     reply = error_reply(404, "NotFound", f"{self.command} {self.path}")
+                if reply is CLOSE_CONNECTION:
+                    self.close_connection = True
+                    return
                 head = [f"HTTP/1.1 {reply.status} {HTTPStatus(reply.status).phrase}"]
                 head += [f"{key}: {value}" for key, value in reply.headers.items()]
                 head += ["Content-Type: application/json", f"Content-Length: {len(reply.body)}"]

@@ -25,6 +25,16 @@ from lambda_sandbox.runtimes import NAMES, UnknownRuntime, resolve
 FAULTS = {
     "telemetry-unsupported": "the Telemetry API answers every subscription 202 "
     "Telemetry.NotSupported, as the Runtime Interface Emulator does",
+    "telemetry-late": "no telemetry goes out while an invocation runs: what it produced "
+    "(platform.runtimeDone included) is delivered after its end",
+    "no-runtime-done": "platform.runtimeDone is never delivered to subscribers",
+    "no-report": "platform.report is never delivered to subscribers",
+    "extensions-api-500-once": "each extension's first event/next is answered 500 when its "
+    "event is due (the event stays queued)",
+    "extensions-api-close-once": "each extension's first event/next has its connection closed, "
+    "unanswered, when its event is due (the event stays queued)",
+    "shutdown-short": f"SHUTDOWN comes with deadlineMs {int(lifecycle.SHUTDOWN_SHORT_S * 1000)} ms "
+    "away, and the extensions are killed then",
 }
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _EFS_TARGET = re.compile(r"^/mnt/[A-Za-z0-9._-]+$")
@@ -165,7 +175,7 @@ def config_of(args: argparse.Namespace) -> FunctionConfig:
         ephemeral_mb=args.ephemeral_storage,
         timeout_s=float(args.timeout),
         efs=tuple(efs),
-        telemetry_unsupported="telemetry-unsupported" in args.fault,
+        faults=frozenset(args.fault),
     )
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lambda_sandbox.api_server import Reply, Request, error_reply, json_reply
+from lambda_sandbox.api_server import CLOSE_CONNECTION, Reply, Request, error_reply, json_reply
 
 PREFIX = "/2020-01-01/extension"
 MAX_EXTENSIONS = 10
@@ -41,6 +41,7 @@ class Extension:
     waiting: bool = False  # blocked in /event/next
     error_type: str = ""  # set by init/error or exit/error; every later call fails
     error_call: str = ""
+    next_calls: int = 0
 
     @property
     def idle(self) -> bool:
@@ -49,8 +50,18 @@ class Extension:
 
 
 class ExtensionsApi:
-    def __init__(self, cond: threading.Condition, files: Iterable[str], info: FunctionInfo) -> None:
+    def __init__(
+        self,
+        cond: threading.Condition,
+        files: Iterable[str],
+        info: FunctionInfo,
+        next_fault: str = "",
+    ) -> None:
         self._cond = cond
+        # Fault switch: each extension's first next, when its event is due, is answered 500
+        # (extensions-api-500-once) or its connection closed (extensions-api-close-once)
+        # instead; the event stays queued for the next call.
+        self._next_fault = next_fault
         self.files = tuple(files)
         self._info = info
         self.by_id: dict[str, Extension] = {}
@@ -170,12 +181,19 @@ class ExtensionsApi:
         with self._cond:
             if ext.error_type:
                 return _after_error(ext)
+            ext.next_calls += 1
             ext.waiting = True
             self._cond.notify_all()
             self._cond.wait_for(lambda: bool(ext.queue) or self.closed)
             if not ext.queue:
                 ext.waiting = False
                 return error_reply(500, "Extension.EnvironmentShutdown", "environment shut down")
+            if self._next_fault and ext.next_calls == 1:
+                ext.waiting = False
+                self._cond.notify_all()
+                if self._next_fault == "extensions-api-close-once":
+                    return CLOSE_CONNECTION
+                return error_reply(500, "ServiceException", "internal error")
             event = ext.queue.popleft()
             ext.waiting = False
             self._cond.notify_all()

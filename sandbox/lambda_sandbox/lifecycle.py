@@ -44,6 +44,10 @@ RUNTIME_TERM_S = 0.3  # the runtime's share of the shutdown budget before SIGKIL
 SHUTDOWN_EXTERNAL_S = 2.0  # budget with any external extension
 SHUTDOWN_INTERNAL_S = 0.5  # internal extensions only
 TELEMETRY_FLUSH_S = 0.5  # delivering what is buffered before SHUTDOWN goes out
+SHUTDOWN_SHORT_S = 0.1  # fault shutdown-short: what is left of the deadline when SHUTDOWN comes
+# Fault switches that lose one kind of platform event on its way to subscribers (it still
+# happens: stdout and --telemetry-out show it).
+LOST_BY_FAULT = {"no-runtime-done": "platform.runtimeDone", "no-report": "platform.report"}
 MIB = 1 << 20
 
 
@@ -80,7 +84,7 @@ class FunctionConfig:
     ephemeral_mb: int = 512
     timeout_s: float = 3.0
     efs: tuple[tuple[Path, str], ...] = ()
-    telemetry_unsupported: bool = False  # fault switch: Telemetry API answers 202 as RIE does
+    faults: frozenset[str] = frozenset()  # test-only fault switches (cli.FAULTS)
 
 
 # Builds the isolated environment for a config (host.Sandbox.create in production).
@@ -139,14 +143,22 @@ class Environment:
         self._cond = threading.Condition()
         self.identity = environ.Identity(config.function_name, config.memory_mb, config.handler)
         self.runtime_api = RuntimeApi(self._cond)
+        faults = config.faults
+        next_faults = ("extensions-api-500-once", "extensions-api-close-once")
         self.ext_api = ExtensionsApi(
             self._cond,
             layout.extension_files(config.layers),
             FunctionInfo(config.function_name, "$LATEST", config.handler, environ.ACCOUNT_ID),
+            next_fault=next((f for f in next_faults if f in faults), ""),
         )
         self.telemetry = TelemetryApi(
-            self.ext_api.identify, self._subscribed, self._dropped, config.telemetry_unsupported
+            self.ext_api.identify,
+            self._subscribed,
+            self._dropped,
+            unsupported="telemetry-unsupported" in faults,
+            late="telemetry-late" in faults,
         )
+        self._lost = {kind for fault, kind in LOST_BY_FAULT.items() if fault in faults}
         self.sandbox: Sandbox | None = None
         self.server: ApiServer | None = None
         self.procs: dict[str, Proc] = {}
@@ -165,7 +177,8 @@ class Environment:
     ) -> None:
         event = records.event(event_type, record, time.time() if epoch_s is None else epoch_s)
         self.output.event(event)
-        self.telemetry.publish(event, skip)
+        if event_type not in self._lost:
+            self.telemetry.publish(event, skip)
 
     def _dropped(self, subscriber: str, count: int, size: int) -> None:
         # Not to the subscriber that refused: it would be one more batch it cannot take.
@@ -338,6 +351,7 @@ class Environment:
         deadline = started + timeout_s
         arn = self.identity.arn
         self.output.line(start_line(request_id))
+        self.telemetry.invocation_started()
         self.emit("platform.start", records.start(request_id), started_epoch)
         self.runtime_api.deliver(Invocation(request_id, payload, deadline_ms, arn))
         self.ext_api.deliver(
@@ -428,6 +442,7 @@ class Environment:
         self._drain()
         self.output.line(end_line(request_id))
         self._report(request_id, (ended - started) * 1000, status, error_type, spans)
+        self.telemetry.invocation_ended(TELEMETRY_FLUSH_S)
         return InvokeResult(request_id, status, error_type, reset)
 
     def _oom_killed(self, failure: Failure) -> bool:
@@ -552,6 +567,8 @@ class Environment:
                 and name not in self.exits
             ):
                 proc.signal(signal.SIGKILL)
+        if "shutdown-short" in self.config.faults:
+            deadline = time.monotonic() + SHUTDOWN_SHORT_S
         deadline_ms = int((time.time() + max(0.0, deadline - time.monotonic())) * 1000)
         self.ext_api.deliver(
             "SHUTDOWN",

@@ -120,11 +120,14 @@ class TelemetryApi:
         on_subscribed: Callable[[Subscription], None],
         on_dropped: Callable[[str, int, int], None],
         unsupported: bool = False,
+        late: bool = False,
     ) -> None:
         self._identify = identify
         self._on_subscribed = on_subscribed
         self._on_dropped = on_dropped  # (subscriber, records, bytes) given up after retries
         self._unsupported = unsupported  # fault switch: answer like the Runtime Interface Emulator
+        self._late = late  # fault switch: nothing goes out while an invocation runs
+        self._in_invocation = False
         self._cond = threading.Condition()
         self._subscribers: dict[str, _Subscriber] = {}
         self._history: list[tuple[str, bytes]] | None = []  # Init's events, for late subscribers
@@ -146,6 +149,17 @@ class TelemetryApi:
                 if kind in sub.subscription.types and name != skip:
                     self._append(sub, data)
             self._cond.notify_all()
+
+    def invocation_started(self) -> None:
+        with self._cond:
+            self._in_invocation = self._late
+
+    def invocation_ended(self, timeout_s: float) -> None:
+        """With the fault telemetry-late, what the invocation produced goes out now, after it."""
+        if self._late:
+            with self._cond:
+                self._in_invocation = False
+            self.flush(timeout_s)
 
     def close_subscriptions(self) -> None:
         """The end of Init: later PUTs get 403, and nothing more needs replaying."""
@@ -273,7 +287,7 @@ class TelemetryApi:
                         sub = self._subscribers[name]
                         if self._closing and not sub.buffer:
                             return
-                        if sub.buffer and not self._held:
+                        if sub.buffer and not self._held and not self._in_invocation:
                             wait = self._due(sub)
                             if wait <= 0:
                                 break
