@@ -318,6 +318,10 @@ def test_memory_exhaustion_is_an_oom_kill(function_dir: Path) -> None:
         assert sb.oom_kills() == 1
         assert sb.max_memory_bytes() <= 128 * MIB
         assert communicate(sb.spawn(["true"], ENV))[0] == 0  # the environment itself survives
+        peak = sb.max_memory_bytes()
+    # still readable after close, for the REPORT of the invocation that ended the environment
+    assert sb.oom_kills() == 1
+    assert sb.max_memory_bytes() == peak
 
 
 def _leftovers(sb_id: str) -> list[str]:

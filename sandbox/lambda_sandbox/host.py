@@ -45,6 +45,11 @@ the environment is frozen returns only after thaw (the child freezes as it joins
 Proc.signal goes through nsinit, which knows whether the pid is still its unreaped child, so a
 signal never reaches a recycled pid. spawn may be called from several threads at once.
 
+Errors: HostError for anything the machine or the spec got wrong (one message, for the CLI),
+including a cgroup file that cannot be read or written. After close(), max_memory_bytes,
+memory_limit_bytes and oom_kills return the figures read just before the teardown, so the
+REPORT of an invocation that ended its environment (OOM, timeout) can still be written.
+
 Cleanup: close() is idempotent and runs on __exit__. If the host process dies without it (kill
 -9), nsinit sees end of file on its socket and tears down itself: the mounts die with the
 namespace, the loop devices clear themselves, the images were unlinked as soon as attached and
@@ -64,6 +69,7 @@ import sys
 import threading
 import time
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -126,6 +132,14 @@ class Proc:
         with self._cond:
             self._cond.wait_for(lambda: self._status is not None, timeout)
             return self._status
+
+
+@contextlib.contextmanager
+def _as_host_error() -> Iterator[None]:
+    try:
+        yield
+    except cgroups.CgroupError as exc:
+        raise HostError(str(exc)) from exc
 
 
 def _check_spec(spec: HostSpec) -> None:
@@ -198,6 +212,7 @@ class Sandbox:
         self._all_procs: list[Proc] = []
         self._gone = False  # nsinit's end of the socket closed
         self._closed = False
+        self._final: tuple[int, int, int] | None = None  # peak, limit, OOM kills at close
         self._reader: threading.Thread | None = None
 
     @property
@@ -356,31 +371,45 @@ class Sandbox:
         raise OSError(int(reply["errno"]), reply["strerror"], reply["filename"])
 
     def freeze(self) -> None:
-        self._cg.freeze()
+        with _as_host_error():
+            self._cg.freeze()
 
     def thaw(self) -> None:
-        self._cg.thaw()
+        with _as_host_error():
+            self._cg.thaw()
 
     def max_memory_bytes(self) -> int:
-        if self._peak is not None:
-            return self._peak.peak()
-        return self._cg.memory_peak_bytes()
+        """High-water mark since creation; after close(), the last one read before removal."""
+        if self._final is not None:
+            return self._final[0]
+        with _as_host_error():
+            return self._peak.peak() if self._peak is not None else self._cg.memory_peak_bytes()
 
     def memory_limit_bytes(self) -> int:
-        return self._cg.memory_limit_bytes()
+        if self._final is not None:
+            return self._final[1]
+        with _as_host_error():
+            return self._cg.memory_limit_bytes()
 
     def oom_kills(self) -> int:
-        return self._cg.oom_kills()
+        """OOM kills so far; after close(), the count read before removal."""
+        if self._final is not None:
+            return self._final[2]
+        with _as_host_error():
+            return self._cg.oom_kills()
 
     def kill_all(self) -> None:
         """SIGKILL every process of the environment (frozen or not); nsinit stays."""
-        self._cg.kill_all()
+        with _as_host_error():
+            self._cg.kill_all()
 
     def close(self) -> None:
         """Kill everything and remove every trace; safe to call twice."""
         if self._closed:
             return
         self._closed = True
+        with contextlib.suppress(HostError):  # the figures stay readable for the last REPORT
+            self._final = (self.max_memory_bytes(), self.memory_limit_bytes(), self.oom_kills())
         if self._nsinit is not None:
             with contextlib.suppress(HostError):
                 self._send({"op": "exit"})
