@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from tmp_monitor import config
     from tmp_monitor.extensions_api import Client, NextCaller, RegisterResponse
+    from tmp_monitor.purge import Purger
 
 
 def main() -> int:
@@ -119,9 +120,7 @@ def _run(
     started_ms: int,
     log: logging.Logger,
 ) -> int:
-    import dataclasses
-
-    from tmp_monitor import __version__, config, emf, purge, runner, sampler
+    from tmp_monitor import __version__, config, emf, runner, sampler
     from tmp_monitor.monitor import Monitor
 
     if multi:
@@ -131,8 +130,6 @@ def _run(
             int(runner.WINDOW_S),
         )
     purge_on = telemetry_ok and not multi and cfg.purge is not config.PurgeMode.OFF
-    if not purge_on:
-        cfg = dataclasses.replace(cfg, purge=config.PurgeMode.OFF)
     sampler_ = sampler.Sampler(warn=log.warning)
     memory_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or 128)
     period_ms = cfg.sample_ms or sampler.adaptive_period_ms(memory_mb)
@@ -157,7 +154,7 @@ def _run(
         monitor=Monitor(start_wall_ms=started_ms),
         sampler=sampler_,
         sink=emf.EmfSink(context),
-        purger=purge.make_purger(cfg, warn=log.warning),
+        purger=_purger(cfg, log) if purge_on else None,
         period_s=period_ms / 1000,
         telemetry_ok=telemetry_ok,
         multi_concurrency=multi,
@@ -166,6 +163,12 @@ def _run(
     next_caller.request()  # Init ends for us here
     emf.preload()  # Powertools' import overlaps the wait for the first event
     return loop.run()
+
+
+def _purger(cfg: config.Config, log: logging.Logger) -> Purger:
+    from tmp_monitor import purge
+
+    return purge.make_purger(cfg, warn=log.warning)
 
 
 def _drain(items: queue.SimpleQueue[Any], next_caller: NextCaller) -> int:

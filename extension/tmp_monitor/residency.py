@@ -14,13 +14,16 @@ measurement.
 
 from __future__ import annotations
 
-import ctypes
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ctypes
 
 _PROT_READ = 0x1
 _MAP_SHARED = 0x01
-_MAP_FAILED = ctypes.c_void_p(-1).value
+_MAP_FAILED = (1 << 64) - 1  # (void *) -1 as ctypes gives it back for a c_void_p
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 # Cache bound: beyond it files are still measured, just not remembered (memory budget).
 MAX_CACHED = 20_000
@@ -29,6 +32,8 @@ _LOW_BIT = bytes(b & 1 for b in range(256))
 
 
 def _load_libc() -> ctypes.CDLL:
+    import ctypes  # here: the first measurement pays for it, not the cold start
+
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:
@@ -68,6 +73,8 @@ def resident_bytes(path: str, dir_fd: int | None = None) -> int:
 
 
 def _resident_fd(fd: int, size: int) -> int:
+    import ctypes  # loaded by _load_libc: a dictionary lookup from the second file on
+
     global _libc
     if size <= 0:
         return 0

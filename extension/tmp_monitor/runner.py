@@ -20,14 +20,16 @@ import logging
 import queue
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from tmp_monitor import monitor as mon
 from tmp_monitor import telemetry
 from tmp_monitor.emf import Sink
 from tmp_monitor.extensions_api import ApiError, Client, NextCaller, NextResult
-from tmp_monitor.purge import Purger
 from tmp_monitor.sampler import Sampler
+
+if TYPE_CHECKING:
+    from tmp_monitor.purge import Purger
 
 log = logging.getLogger("tmp_monitor")
 
@@ -56,7 +58,7 @@ class Runner:
         monitor: mon.Monitor,
         sampler: Sampler,
         sink: Sink,
-        purger: Purger,
+        purger: Purger | None,  # None: the purge is off (purge.py is then not even imported)
         period_s: float,
         telemetry_ok: bool,
         multi_concurrency: bool = False,
@@ -192,7 +194,7 @@ class Runner:
                 m.on_sample(self._sampler.tick(time.monotonic()))
                 end = self._sampler.end_of_runtime(self._top_files)
                 purge = None
-                if fallback is None:
+                if fallback is None and self._purger is not None:
                     purge = self._purger(end.tmp_used_bytes, float(self._deadline_ms) or None)
             except Exception as exc:
                 m.count_error()
