@@ -299,7 +299,7 @@ class Sandbox:
         # Images are unlinked and nothing is mounted here any more: the folder can go now.
         shutil.rmtree(self._workdir, ignore_errors=True)
         self._reader = threading.Thread(
-            target=self._read_loop, name=f"nsinit-{self.id}", daemon=True
+            target=self._read_loop, args=(ours,), name=f"nsinit-{self.id}", daemon=True
         )
         self._reader.start()
 
@@ -314,11 +314,10 @@ class Sandbox:
             except OSError as exc:
                 raise HostError(f"the environment is gone: {exc}") from exc
 
-    def _read_loop(self) -> None:
-        assert self._sock is not None
+    def _read_loop(self, sock: socket.socket) -> None:
         while True:
             try:
-                msg, fds = nsinit.recv_msg(self._sock)
+                msg, fds = nsinit.recv_msg(sock)
             except OSError:
                 msg, fds = None, []
             if msg is None:
