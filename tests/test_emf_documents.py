@@ -276,11 +276,6 @@ def test_a_document_that_cannot_be_built_is_dropped_and_counted() -> None:
     assert sink.errors == 1
 
 
-def test_null_sink_emits_nothing(capsys: pytest.CaptureFixture[str]) -> None:
-    emf.NullSink().emit(invocation())
-    assert capsys.readouterr().out == ""
-
-
 def test_documents_go_to_stdout_by_default(capsys: pytest.CaptureFixture[str]) -> None:
     emf.EmfSink(context()).emit(SUMMARY)
     out = capsys.readouterr().out

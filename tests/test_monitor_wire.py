@@ -380,8 +380,12 @@ def test_client_reads_chunked_and_refusals() -> None:
     finally:
         server.shutdown()
         server.server_close()
+    from tmp_monitor import register
+
+    with pytest.raises(register.RegisterError):  # the server is gone: refused, not a hang
+        register.register(f"127.0.0.1:{server.server_address[1]}", ["INVOKE"])
     with pytest.raises(extensions_api.ApiError):
-        extensions_api.Client(f"127.0.0.1:{server.server_address[1]}").register("x", ["INVOKE"])
+        extensions_api.Client(f"127.0.0.1:{server.server_address[1]}").next()
 
 
 # ---- the early registration ------------------------------------------------------------------

@@ -38,7 +38,7 @@ def test_census_sorts_function_extensions_and_outsiders() -> None:
 
 def test_function_rss_sums_statm_and_skips_zombie_and_vanished() -> None:
     census = procfs.Classifier(PROC, own_pid=100).census()
-    assert procfs.total_rss(PROC, census.function_pids) == (10000 + 256) * PAGE
+    assert procfs.RssReader(PROC).total(census.function_pids) == (10000 + 256) * PAGE
     assert procfs.rss_bytes(PROC, 600) is None  # zombie: empty statm
     assert procfs.rss_bytes(PROC, 400) is None  # vanished
 

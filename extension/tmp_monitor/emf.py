@@ -4,7 +4,8 @@ Each document gets a fresh provider (no state shared between documents or with a
 instance elsewhere in the process), an explicit namespace and an empty service, so none of the
 function's POWERTOOLS_* variables can change it; serialize_metric_set builds the document and
 we write it ourselves (never flush_metrics, whose disabled mode piles values up and then prints
-them anyway). Our own switch gates emission: the NullSink.
+them anyway). Our own switch gates emission: with TMP_MONITOR_DISABLED no sink is even built
+(the monitor only waits for SHUTDOWN), and Powertools is never imported.
 
 Powertools takes tens of milliseconds to import, which would land in the cold start: the entry
 point calls preload() in a thread right before the first next, and the first document waits for
@@ -65,15 +66,6 @@ class Sink(Protocol):
     errors: int
 
     def emit(self, record: Record) -> None: ...
-
-
-class NullSink:
-    """TMP_MONITOR_DISABLED: emits nothing, imports nothing."""
-
-    errors = 0
-
-    def emit(self, record: Record) -> None:
-        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,8 @@
-"""Wire client of the Lambda Extensions API (register, next, init/exit error).
+"""Wire client of the Lambda Extensions API: next, and the HTTP both APIs speak.
+
+Registration is tmp_monitor.register's (it runs before anything else is imported). There is no
+init/exit error call: the monitor never fails the function's Init or invocation; when it cannot
+work it keeps calling next until SHUTDOWN.
 
 Plain HTTP/1.1 on loopback over a socket: http.client would pull in the email package (and
 ssl, where present), several MiB of the monitor's RSS, which lands in Max Memory Used (SPEC 3).
@@ -18,9 +22,6 @@ from typing import Any, Final, NotRequired, TypedDict
 
 PREFIX: Final = "/2020-01-01/extension"
 ID_HEADER: Final = "Lambda-Extension-Identifier"
-NAME_HEADER: Final = "Lambda-Extension-Name"
-ERROR_TYPE_HEADER: Final = "Lambda-Extension-Function-Error-Type"
-CONNECT_TIMEOUT_S: Final = 5.0  # register and the error calls; next waits without limit
 
 
 class Tracing(TypedDict):
@@ -165,19 +166,6 @@ class Client:
         except (OSError, ValueError, WireError) as exc:
             raise ApiError(path, 0, str(exc)) from exc
 
-    def register(self, name: str, events: list[str]) -> RegisterResponse:
-        """POST /register under name (the file name in /opt/extensions); keeps the id."""
-        status, headers, payload = self._call(
-            "POST", "/register", {"events": events}, {NAME_HEADER: name}, CONNECT_TIMEOUT_S
-        )
-        if status != 200:
-            raise ApiError("register", status, payload.decode(errors="replace"))
-        self.extension_id = headers.get(ID_HEADER.lower(), "")
-        if not self.extension_id:
-            raise ApiError("register", status, f"no {ID_HEADER} header")
-        parsed: RegisterResponse = json.loads(payload or b"{}")
-        return parsed
-
     def next(self) -> Event:
         """GET /event/next: blocks until the platform has an event."""
         status, _, payload = self._call(
@@ -187,17 +175,6 @@ class Client:
             raise ApiError("next", status, payload.decode(errors="replace"))
         event: Event = json.loads(payload)
         return event
-
-    def init_error(self, error_type: str, message: str) -> None:
-        self._error("/init/error", error_type, message)
-
-    def exit_error(self, error_type: str, message: str) -> None:
-        self._error("/exit/error", error_type, message)
-
-    def _error(self, path: str, error_type: str, message: str) -> None:
-        body = {"errorMessage": message, "errorType": error_type, "stackTrace": []}
-        headers = {ID_HEADER: self.extension_id, ERROR_TYPE_HEADER: error_type}
-        self._call("POST", path, body, headers, CONNECT_TIMEOUT_S)
 
 
 @dataclass(frozen=True, slots=True)

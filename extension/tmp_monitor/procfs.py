@@ -205,16 +205,6 @@ class RssReader:
         self._fds.clear()
 
 
-def total_rss(proc_root: str, pids_: tuple[int, ...]) -> int:
-    """Summed RSS of the given processes; those that exited count 0."""
-    total = 0
-    for pid in pids_:
-        rss = rss_bytes(proc_root, pid)
-        if rss is not None:
-            total += rss
-    return total
-
-
 def total_cpu_ticks(proc_root: str, pids_: tuple[int, ...]) -> int:
     """Summed utime + stime of the given processes (clock ticks); exited ones count 0."""
     total = 0
