@@ -212,9 +212,8 @@ def test_close_without_an_open_invocation_gives_nothing() -> None:
 def test_lost_runtime_done_detected_when_the_function_is_idle() -> None:
     mon = m.Monitor(start_wall_ms=T0)
     mon.on_invoke("r1", deadline_ms=T0 + 60_000, wall_ms=T0, mono_s=0.0)
-    assert not mon.needs_cpu(0.5)  # no platform.start yet: telemetry not shown alive
+    assert mon.needs_cpu(0.5)  # with or without platform.start (telemetry may lag as a whole)
     mon.on_start("r1")
-    assert mon.needs_cpu(0.5)
     mon.on_sample(sample(0.5, cpu=100))
     assert not mon.needs_cpu(0.55)  # read at most every CPU_READ_INTERVAL_S
     mon.on_sample(sample(1.0, cpu=130))  # busy: not stalled

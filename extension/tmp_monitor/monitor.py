@@ -24,11 +24,13 @@ MIB: Final = 1 << 20
 # Invocations closed but not yet reported are remembered this long (by count): a report
 # older than that is counted missing instead of piling up in memory.
 MAX_UNREPORTED: Final = 64
-# How long the function's processes may use no CPU, with telemetry alive for the request,
-# before a missing runtimeDone is presumed lost (a runtimeDone comes within the buffering's
-# 25 ms of the runtime's next, so 2 s is a wide margin). A function waiting on I/O that long
-# looks the same: its document then closes early (marked, and without purge), and the limit
-# doubles each time the late runtimeDone proves it wrong.
+# How long the function's processes may use no CPU before a missing runtimeDone is presumed
+# lost (a runtimeDone comes within the buffering's 25 ms of the runtime's next, so 2 s is a
+# wide margin). It applies whether or not the request's platform.start came: telemetry that
+# lags as a whole must not hold the invocation to its deadline either. A function waiting on
+# I/O that long looks the same: its document then closes early (marked, and without purge),
+# and the limit doubles each time the late runtimeDone proves it wrong (only when telemetry
+# was keeping up, i.e. the request's platform.start had come: else the lag explains it).
 IDLE_LIMIT_MS: Final = 2_000
 # A stalled invocation is always closed before its deadline, by 10 % of its time but at least
 # 250 ms and at most 1 s: our next call must come before the platform times the invocation out.
@@ -322,7 +324,7 @@ class Monitor:
             # It came after all, after we gave up on it: not lost, only late. If the idle rule
             # gave up (not the deadline), the limit was too short for this function (it waits
             # on I/O without CPU): be more patient from now on.
-            if late.closed_idle:
+            if late.closed_idle and late.start_seen:
                 self.idle_limit_ms *= 2
             if late.closed_without_done:
                 late.closed_without_done = False
@@ -334,7 +336,7 @@ class Monitor:
     def needs_cpu(self, mono_s: float) -> bool:
         """Whether the next sample should carry the function's CPU time (stall detection)."""
         inv = self._open
-        if inv is None or inv.phase is not Phase.OPEN or not inv.start_seen:
+        if inv is None or inv.phase is not Phase.OPEN:
             return False
         return mono_s - inv.cpu_read_mono_s >= CPU_READ_INTERVAL_S
 
@@ -348,7 +350,7 @@ class Monitor:
         margin = min(max(low, budget // 10), high)
         if wall_ms >= inv.deadline_ms - margin:
             return True
-        if not inv.start_seen or inv.last_cpu_ticks is None:
+        if inv.last_cpu_ticks is None:
             return False
         inv.closed_idle = (mono_s - inv.cpu_changed_mono_s) * 1000 >= self.idle_limit_ms
         return inv.closed_idle
