@@ -16,11 +16,14 @@ import io
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, NotRequired, TypedDict
 
 PREFIX: Final = "/2020-01-01/extension"
+RETRY_FIRST_S: Final = 0.01
+RETRY_MAX_S: Final = 1.0
 ID_HEADER: Final = "Lambda-Extension-Identifier"
 
 
@@ -177,6 +180,12 @@ class Client:
         return event
 
 
+# A next that fails the way a passing fault does (a 5xx answer, a dropped connection) is asked
+# again after each of these pauses: giving up would end the process, which the platform takes
+# for an Extension.Crash of the function's invocation. A 4xx is the platform's final word.
+NEXT_RETRY_DELAYS_S: Final = (0.01, 0.1, 0.5, 1.0, 2.0)
+
+
 @dataclass(frozen=True, slots=True)
 class NextResult:
     event: Event | None
@@ -205,11 +214,19 @@ class NextCaller:
     def _run(self) -> None:
         while True:
             self._wanted.acquire()
-            try:
-                result = NextResult(self._client.next(), None)
-            except ApiError as exc:
-                result = NextResult(None, exc)
+            result = self._next()
             self.pending = False
             self._put(result)
             if result.event is None:
                 return
+
+    def _next(self) -> NextResult:
+        delays = iter(NEXT_RETRY_DELAYS_S)
+        while True:
+            try:
+                return NextResult(self._client.next(), None)
+            except ApiError as exc:
+                delay = next(delays, None)
+                if delay is None or 400 <= exc.status < 500:
+                    return NextResult(None, exc)
+            time.sleep(delay)
