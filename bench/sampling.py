@@ -46,9 +46,10 @@ def measure(ctx: Context) -> list[Row]:
                     continue
                 seconds = SHORT_S if n % 2 == 1 else LONG_S
                 cpu_ms[seconds].append(payload["monitorCpuNs"] / 1e6)
-                # From the second start on: the first interval holds the cold invocation.
+                # From one start to the next holds the previous invocation whole: keep those
+                # that hold a warm 1 s one (n - 1 odd).
                 since = payload.get("monitorCpuNsSinceLastStart")
-                if seconds == SHORT_S and n > 1 and since is not None:
+                if n % 2 == 0 and since is not None:
                     whole_ms.append(since / 1e6)
             rss_mib += [
                 v / MIB
