@@ -237,7 +237,7 @@ def test_lost_runtime_done_detected_when_the_function_is_idle() -> None:
 def test_busy_function_without_runtime_done_is_closed_before_its_deadline() -> None:
     mon = m.Monitor(start_wall_ms=T0)
     mon.on_invoke("r1", deadline_ms=T0 + 3000, wall_ms=T0, mono_s=0.0)
-    # No platform.start, no CPU readings: only the deadline rule applies.
+    # No CPU readings (a busy function's would change): only the deadline rule applies.
     assert not mon.stalled(T0 + 2600, 2.6)
     assert mon.stalled(T0 + 2700, 2.7)  # 10 % of 3 s = 300 ms before the deadline
     mon.close(end(MIB), None, T0 + 2700, 0.5, fallback=m.FALLBACK_RUNTIME_DONE_MISSING)
@@ -250,6 +250,16 @@ def test_busy_function_without_runtime_done_is_closed_before_its_deadline() -> N
     mon2.on_invoke("r", deadline_ms=T0 + 900_000, wall_ms=T0, mono_s=0.0)
     assert not mon2.stalled(T0 + 898_900, 898.9)
     assert mon2.stalled(T0 + 899_000, 899.0)
+
+
+def test_silent_telemetry_and_an_idle_function_close_the_invocation() -> None:
+    # Telemetry held back until the invocation ends: no platform.start, and the function idle.
+    mon = m.Monitor(start_wall_ms=T0)
+    mon.on_invoke("r1", deadline_ms=T0 + 10_000, wall_ms=T0, mono_s=0.0)
+    mon.on_sample(sample(0.1, cpu=50))
+    assert not mon.stalled(T0 + 1000, 1.0)
+    mon.on_sample(sample(2.1, cpu=50))
+    assert mon.stalled(T0 + 2100, 2.1)
 
 
 def test_after_runtime_done_nothing_is_stalled() -> None:

@@ -341,7 +341,12 @@ class Monitor:
         return mono_s - inv.cpu_read_mono_s >= CPU_READ_INTERVAL_S
 
     def stalled(self, wall_ms: int, mono_s: float) -> bool:
-        """Whether the open invocation must be closed without its runtimeDone, now."""
+        """Whether the open invocation must be closed without its runtimeDone, now.
+
+        Always before the deadline; and once the function's processes have used no CPU for
+        idle_limit_ms, whether telemetry shows life (a lost runtimeDone) or not (telemetry held
+        back until the invocation ends, which would otherwise wait for us forever).
+        """
         inv = self._open
         if inv is None or inv.phase is not Phase.OPEN:
             return False
