@@ -504,3 +504,40 @@ def test_failing_readers_are_counted_and_next_still_comes(tmp_path: Path) -> Non
     assert invocation["document"] == "invocation"
     assert invocation["errors"] >= 2  # the tick and the end-of-runtime measure
     assert summary["errors"] >= invocation["errors"]
+
+
+def test_next_is_asked_again_after_a_500_and_a_dropped_connection() -> None:
+    answers = ["500", "drop", "event"]
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            what = answers.pop(0)
+            if what == "drop":
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            status = 500 if what == "500" else 200
+            body = b'{"eventType":"SHUTDOWN","shutdownReason":"spindown","deadlineMs":1}'
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = extensions_api.Client(f"127.0.0.1:{server.server_address[1]}")
+        client.extension_id = "x"
+        got: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        caller = extensions_api.NextCaller(client, got.put)
+        caller.request()
+        result = got.get(timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.error is None
+    assert result.event["eventType"] == "SHUTDOWN"
+    assert answers == []
