@@ -14,16 +14,19 @@ what a user of the monitor relies on:
 
 from __future__ import annotations
 
+import queue
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 import emf_check
 from sandbox_run import Run, run
 from tmp_monitor import monitor as mon
+from tmp_monitor.runner import Runner
 
 FUNCTIONS = Path(__file__).parent / "functions"
 ECHO = FUNCTIONS / "reliability_echo"
@@ -174,3 +177,27 @@ def test_lagging_telemetry_closes_idle_invocations_and_keeps_the_limit() -> None
     assert not machine.on_runtime_done("r1", "success")
     assert machine.idle_limit_ms == mon.IDLE_LIMIT_MS
     assert machine.runtime_done_missing == 0
+
+
+def test_queued_telemetry_goes_before_a_due_tick() -> None:
+    """Ticks that take longer than the sampling period (128 MB on a busy host) must not starve
+    the queue: a runtimeDone that has come is handled before the next tick, whose stall check
+    would otherwise close the invocation without it."""
+    items: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    machine = mon.Monitor(start_wall_ms=0)
+    machine.on_invoke("r1", deadline_ms=10_000, wall_ms=0, mono_s=0.0)
+    loop = Runner(
+        next_caller=cast(Any, None),
+        items=items,
+        monitor=machine,
+        sampler=cast(Any, None),
+        sink=cast(Any, None),
+        purger=cast(Any, None),
+        period_s=0.01,
+        telemetry_ok=True,
+    )
+    done = {"time": "", "type": "platform.runtimeDone", "record": {"requestId": "r1"}}
+    items.put(cast(Any, done))
+    time.sleep(0.02)  # the first tick (due at 0) is overdue
+    assert loop._wait() == done
+    assert loop._wait() is None  # then the tick
