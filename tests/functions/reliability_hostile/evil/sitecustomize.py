@@ -1,0 +1,2 @@
+# Imported at start-up by any Python that puts evil/ on its path (PYTHONPATH, PYTHONHOME).
+print("EVIL sitecustomize imported")
