@@ -5,6 +5,7 @@ Every function takes the root it reads, so tests point it at any directory.
 
 from __future__ import annotations
 
+import errno
 import heapq
 import os
 import stat
@@ -65,6 +66,24 @@ def is_empty(root: str) -> bool:
         return all(entry.name == FS_OWN for entry in it)
 
 
+def _open_folder(base: str, rel: str) -> int:
+    """An fd of the folder rel below base. A path longer than one open takes (PATH_MAX: 4,096
+    bytes, reached by a chain of a few hundred folders) is opened one folder at a time."""
+    try:
+        return os.open(f"{base}/{rel}" if rel else base, _DIR_FLAGS)
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+    fd = os.open(base, _DIR_FLAGS)
+    for part in rel.split("/"):
+        try:
+            child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+        finally:
+            os.close(fd)
+        fd = child
+    return fd
+
+
 def walk(root: str, top_n: int = 0, on_file: FileVisitor | None = None) -> TmpWalk:
     """Allocated bytes and regular files below root (root's lost+found left out: FS_OWN).
 
@@ -87,7 +106,7 @@ def walk(root: str, top_n: int = 0, on_file: FileVisitor | None = None) -> TmpWa
     while stack:
         rel = stack.pop()
         try:
-            fd = os.open(f"{base}/{rel}" if rel else base, _DIR_FLAGS)
+            fd = _open_folder(base, rel)
         except OSError:
             errors += 1
             continue
