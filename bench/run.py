@@ -1,8 +1,8 @@
 """`./build.sh bench`: measure every budget of SPEC section 8 in lambda-sandbox, with the built
 layer, against baselines run in the same invocation, and print one table.
 
-    python bench/run.py [--quick] [--json] [--runs N] [--environments N] [--invocations N]
-                        [--repeats N] [--only SUITE,...] [--layer ZIP]
+    python bench/run.py [--quick] [--json] [--save FILE] [--runs N] [--environments N]
+                        [--invocations N] [--repeats N] [--only SUITE,...] [--layer ZIP]
 
 Rows whose figure could not be measured say why, and make the exit status 1; a missed budget is a
 result (MISS in the table), not a failure of the benchmark.
@@ -65,6 +65,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     top = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0])
     top.add_argument("--quick", action="store_true", help="one smoke iteration of every suite")
     top.add_argument("--json", action="store_true", help="JSON on stdout instead of the table")
+    top.add_argument("--save", type=Path, metavar="FILE", help="also write the JSON to FILE")
     top.add_argument("--runs", type=int, help=f"fresh environments per variant ({DEFAULT.runs})")
     top.add_argument(
         "--environments",
@@ -165,8 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": dataclasses.asdict(settings),
         "minutes": round((datetime.now(UTC) - started).total_seconds() / 60, 1),
     }
+    document = json.dumps({**head, "rows": as_json(rows)}, indent=2)
+    if args.save is not None:
+        args.save.write_text(document + "\n")
     if args.json:
-        print(json.dumps({**head, "rows": as_json(rows)}, indent=2))
+        print(document)
     else:
         m = head["machine"]
         print(
