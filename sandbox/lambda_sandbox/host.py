@@ -20,7 +20,8 @@ Inside the environment (see nsinit.py, which builds it):
   nsinit is in none of the environment's cgroups; each spawned process joins the memory, cpu
   and freezer groups before it execs, as uid 993 / gid 990 with no supplementary groups.
 - `/` is the host's root, read-only (recursively); `/tmp` a fresh ext4 image of ephemeral_mb
-  (statvfs total about Lambda's 525.8 MiB for 512, at least 131,072 inodes), owned by uid 993;
+  with a journal, as Lambda's (statvfs total about Lambda's 525.8 MiB for 512, at least 131,072
+  inodes), owned by uid 993;
   `/opt` (layers, in order), `/var/task` (function_dir), `/var/runtime` (runtime_files) and
   `/etc/hosts` (localhost and sandbox.localdomain -> 127.0.0.1) come from one fresh read-only
   ext4 image per environment, so the page cache of the code is charged to the environment that
