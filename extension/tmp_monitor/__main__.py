@@ -1,13 +1,11 @@
 """Entry point of the extension (`python -m tmp_monitor`): wires the parts together.
 
 Order matters for the user's cold start: register first, before any other import (the runtime
-starts only once every extension has registered: tmp_monitor.register); then, while the runtime
-starts, load the configuration, subscribe (allowed only during Init) and build the sampler and
-the loop, so that the first invocation is sampled from its INVOKE on; ask for the first event;
-and import Powertools (the slowest, needed only for the first document) in a thread meanwhile.
-Building the loop after the first next instead would save Init ~20 ms of CPU at 1,769 MB, but at
-128 MB (7 % of a CPU) it delays the first INVOKE's handling by more than a second, and that
-invocation's transient files and peaks would go unseen.
+starts only once every extension has registered: tmp_monitor.register); then subscribe (allowed
+only during Init) and ask for the first event, through modules that import only built-ins (Init
+ends only when every extension has asked); then, while the runtime finishes its Init, load the
+configuration and build the sampler and the loop, and import Powertools (the slowest, needed
+only for the first document) in a thread.
 """
 
 from __future__ import annotations
@@ -35,6 +33,11 @@ if TYPE_CHECKING:
     from tmp_monitor.purge import Purger
 
 
+# How long the entry point waits for its first next to be sent before it imports the rest (the
+# next thread retries a refused one: it must not hold the set-up back for that).
+FIRST_SENT_WAIT_S = 0.5
+
+
 def main() -> int:
     api = os.environ.get("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")
     multi = bool(os.environ.get("AWS_LAMBDA_MAX_CONCURRENCY"))
@@ -52,35 +55,45 @@ def main() -> int:
 def _after_register(
     api: str, extension_id: str, body: bytes, shutdown_only: bool, multi: bool
 ) -> int:
-    import json
-    import logging
-    import queue
-    import sys
+    import _queue
     import time
 
-    from tmp_monitor import config
     from tmp_monitor.extensions_api import Client, NextCaller
 
     started_ms = time.time_ns() // 1_000_000
-    log = logging.getLogger("tmp_monitor")
-    logging.basicConfig(stream=sys.stderr, format="[tmp-monitor] %(levelname)s %(message)s")
-    cfg = config.load(os.environ, warn=log.warning)
-    log.setLevel(cfg.log_level)
     client = Client(api)
     client.extension_id = extension_id
-    try:
-        registered = json.loads(body or b"{}")
-    except ValueError:
-        registered = {}
-    if cfg.disabled or (shutdown_only and not multi):
-        # (Both agree unless config.load and register.disabled read the variable apart.)
-        from tmp_monitor.runner import run_disabled
-
-        return run_disabled(client)
-    items: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    telemetry_ok = False if multi else _subscribe(api, client, items, log)
+    items: queue.SimpleQueue[Any] = _queue.SimpleQueue()
+    if shutdown_only and not multi:
+        return _disabled(client)
+    # Only the subscription (allowed only during Init) comes before the first next, through
+    # modules that import nothing but built-ins: Init ends only when every extension has asked
+    # for its first event, so whatever we do before it is the user's cold start.
+    telemetry_ok, failure = (False, None) if multi else _subscribe(api, client, items)
     next_caller = NextCaller(client, items.put)
+    next_caller.request()  # Init ends for us here
+    next_caller.wait_first_sent(FIRST_SENT_WAIT_S)
+    # The rest is set up while the runtime finishes its Init, before the first event is read.
+    import logging
+    import sys
+
+    from tmp_monitor import config
+
+    log = logging.getLogger("tmp_monitor")
+    logging.basicConfig(stream=sys.stderr, format="[tmp-monitor] %(levelname)s %(message)s")
     try:
+        cfg = config.load(os.environ, warn=log.warning)
+        log.setLevel(cfg.log_level)
+        if failure is not None:
+            log.warning(
+                "the Telemetry API is not available (%s): each invocation's document closes at "
+                "the next event, without the platform's report, and the purge is off",
+                failure,
+            )
+        if cfg.disabled:
+            # (register.disabled read the variable apart from config.load: they agree.)
+            return _drain(items, next_caller)
+        registered = _registered(body)
         return _run(cfg, registered, next_caller, items, telemetry_ok, multi, started_ms, log)
     except Exception as exc:
         # Set-up failed after registering: stay out of the way until SHUTDOWN.
@@ -88,26 +101,41 @@ def _after_register(
         return _drain(items, next_caller)
 
 
-def _subscribe(
-    api: str, client: Client, items: queue.SimpleQueue[Any], log: logging.Logger
-) -> bool:
+def _disabled(client: Client) -> int:
+    """TMP_MONITOR_DISABLED: registered for SHUTDOWN only; Init is not ours to make longer."""
+    import logging
+    import sys
+
+    from tmp_monitor import config
+    from tmp_monitor.runner import run_disabled
+
+    log = logging.getLogger("tmp_monitor")
+    logging.basicConfig(stream=sys.stderr, format="[tmp-monitor] %(levelname)s %(message)s")
+    log.setLevel(config.load(os.environ, warn=log.warning).log_level)
+    return run_disabled(client)
+
+
+def _registered(body: bytes) -> RegisterResponse:
+    import json
+
+    try:
+        registered: RegisterResponse = json.loads(body or b"{}")
+    except ValueError:
+        return {}  # type: ignore[typeddict-item]
+    return registered
+
+
+def _subscribe(api: str, client: Client, items: queue.SimpleQueue[Any]) -> tuple[bool, str | None]:
+    """(subscribed, why not). Logging is not imported yet: the caller says why."""
     from tmp_monitor import telemetry
 
     listener = telemetry.start_listener(items.put)
     if listener is None:
-        detail = "no address to listen on"
-    else:
-        log.debug("telemetry listener on %s", listener.uri)
-        subscription = telemetry.subscribe(api, client.extension_id, listener.uri)
-        if subscription.ok:
-            return True
-        detail = subscription.detail
-    log.warning(
-        "the Telemetry API is not available (%s): each invocation's document closes at the "
-        "next event, without the platform's report, and the purge is off",
-        detail,
-    )
-    return False
+        return False, "no address to listen on"
+    subscription = telemetry.subscribe(api, client.extension_id, listener.uri)
+    if subscription.ok:
+        return True, None
+    return False, subscription.detail
 
 
 def _run(
@@ -160,7 +188,6 @@ def _run(
         multi_concurrency=multi,
         top_files=cfg.top_files,
     )
-    next_caller.request()  # Init ends for us here
     emf.preload()  # Powertools' import overlaps the wait for the first event
     return loop.run()
 

@@ -12,14 +12,20 @@ freezes the whole environment in between.
 
 from __future__ import annotations
 
+import _queue
+import _socket
+import _thread
 import io
-import json
-import socket
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Final, NotRequired, TypedDict
+
+# typing's TYPE_CHECKING without importing typing (or json, socket, threading, dataclasses: the
+# entry point asks for the first event through this module before anything else is imported,
+# and all the import costs before it is the user's cold start). mypy reads any constant of
+# that name as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Final, NotRequired, TypedDict
 
 PREFIX: Final = "/2020-01-01/extension"
 RETRY_FIRST_S: Final = 0.01
@@ -27,33 +33,31 @@ RETRY_MAX_S: Final = 1.0
 ID_HEADER: Final = "Lambda-Extension-Identifier"
 
 
-class Tracing(TypedDict):
-    type: str
-    value: str
+if TYPE_CHECKING:
 
+    class Tracing(TypedDict):
+        type: str
+        value: str
 
-class RegisterResponse(TypedDict):
-    functionName: str
-    functionVersion: str
-    handler: str
-    accountId: NotRequired[str]
+    class RegisterResponse(TypedDict):
+        functionName: str
+        functionVersion: str
+        handler: str
+        accountId: NotRequired[str]
 
+    class InvokeEvent(TypedDict):
+        eventType: str  # "INVOKE"
+        deadlineMs: int
+        requestId: str
+        invokedFunctionArn: str
+        tracing: NotRequired[Tracing]
 
-class InvokeEvent(TypedDict):
-    eventType: str  # "INVOKE"
-    deadlineMs: int
-    requestId: str
-    invokedFunctionArn: str
-    tracing: NotRequired[Tracing]
+    class ShutdownEvent(TypedDict):
+        eventType: str  # "SHUTDOWN"
+        shutdownReason: str  # spindown, timeout, failure: in any case (RAPID, RIE differ)
+        deadlineMs: int
 
-
-class ShutdownEvent(TypedDict):
-    eventType: str  # "SHUTDOWN"
-    shutdownReason: str  # spindown, timeout, failure: in any case (RAPID, RIE differ)
-    deadlineMs: int
-
-
-Event = InvokeEvent | ShutdownEvent
+    Event = InvokeEvent | ShutdownEvent
 
 
 class ApiError(Exception):
@@ -119,6 +123,24 @@ def read_body(stream: io.BufferedReader, headers: dict[str, str], until_close: b
     return bytes(stream.read(MAX_BODY)) if until_close else b""
 
 
+class _SocketReader(io.RawIOBase):
+    """A connected _socket.socket as a raw stream (socket.makefile without the socket module)."""
+
+    def __init__(self, sock: _socket.socket) -> None:
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        return self._sock.recv_into(buffer)
+
+
+def reader(sock: _socket.socket) -> io.BufferedReader:
+    """A buffered reader of what sock receives (the caller closes sock)."""
+    return io.BufferedReader(_SocketReader(sock))
+
+
 def request(
     host: str,
     port: int,
@@ -127,23 +149,30 @@ def request(
     headers: dict[str, str],
     body: bytes | None,
     timeout: float | None,
+    on_sent: Callable[[], None] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
     """One HTTP/1.1 exchange on a fresh connection: (status, headers, body). Raises OSError,
-    WireError."""
+    WireError. on_sent is called once the request is out (the answer may take long)."""
     head = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close"]
     head += [f"{k}: {v}" for k, v in headers.items()]
     data = body or b""
     if body is not None or method in ("POST", "PUT"):
         head.append(f"Content-Length: {len(data)}")
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+    try:
         sock.settimeout(timeout)
+        sock.connect((host, port))
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data)
-        with sock.makefile("rb") as stream:
-            status_line = stream.readline(65537).decode("latin-1").split(None, 2)
-            if len(status_line) < 2 or not status_line[0].startswith("HTTP/"):
-                raise WireError(f"not an HTTP response: {status_line!r}")
-            response_headers = read_headers(stream)
-            return int(status_line[1]), response_headers, read_body(stream, response_headers, True)
+        if on_sent is not None:
+            on_sent()
+        stream = reader(sock)
+        status_line = stream.readline(65537).decode("latin-1").split(None, 2)
+        if len(status_line) < 2 or not status_line[0].startswith("HTTP/"):
+            raise WireError(f"not an HTTP response: {status_line!r}")
+        response_headers = read_headers(stream)
+        return int(status_line[1]), response_headers, read_body(stream, response_headers, True)
+    finally:
+        sock.close()
 
 
 class Client:
@@ -160,22 +189,30 @@ class Client:
         body: dict[str, Any] | None,
         headers: dict[str, str],
         timeout: float | None,
+        on_sent: Callable[[], None] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
-        data = json.dumps(body).encode() if body is not None else None
-        if data is not None:
+        data = None
+        if body is not None:
+            import json  # not before the first next (see the imports above)
+
+            data = json.dumps(body).encode()
             headers = {**headers, "Content-Type": "application/json"}
         try:
-            return request(self._host, self._port, method, PREFIX + path, headers, data, timeout)
+            return request(
+                self._host, self._port, method, PREFIX + path, headers, data, timeout, on_sent
+            )
         except (OSError, ValueError, WireError) as exc:
             raise ApiError(path, 0, str(exc)) from exc
 
-    def next(self) -> Event:
-        """GET /event/next: blocks until the platform has an event."""
+    def next(self, on_sent: Callable[[], None] | None = None) -> Event:
+        """GET /event/next: blocks until the platform has an event (on_sent: see request)."""
         status, _, payload = self._call(
-            "GET", "/event/next", None, {ID_HEADER: self.extension_id}, None
+            "GET", "/event/next", None, {ID_HEADER: self.extension_id}, None, on_sent
         )
         if status != 200:
             raise ApiError("next", status, payload.decode(errors="replace"))
+        import json  # by the first event, the entry point has imported it: a lookup
+
         event: Event = json.loads(payload)
         return event
 
@@ -186,10 +223,17 @@ class Client:
 NEXT_RETRY_DELAYS_S: Final = (0.01, 0.1, 0.5, 1.0, 2.0)
 
 
-@dataclass(frozen=True, slots=True)
 class NextResult:
-    event: Event | None
-    error: ApiError | None
+    """What a next brought: the event, or (event None) why there is none.
+
+    A plain class, not a dataclass: dataclasses costs 10 ms of imports before the first next.
+    """
+
+    __slots__ = ("error", "event")
+
+    def __init__(self, event: Event | None, error: ApiError | None) -> None:
+        self.event = event
+        self.error = error
 
 
 class NextCaller:
@@ -202,18 +246,33 @@ class NextCaller:
     def __init__(self, client: Client, put: Callable[[NextResult], None]) -> None:
         self._client = client
         self._put = put
-        self._wanted = threading.Semaphore(0)
+        # _queue and _thread rather than threading (4 ms of imports before the first next)
+        self._wanted: _queue.SimpleQueue[None] = _queue.SimpleQueue()
         self.pending = False  # a next asked for and not answered yet
-        self._thread = threading.Thread(target=self._run, name="tmp-monitor-next", daemon=True)
-        self._thread.start()
+        self._first_sent = _thread.allocate_lock()
+        self._first_sent.acquire()  # released once the first next is on the wire
+        _thread.start_new_thread(self._run, ())
 
     def request(self) -> None:
         self.pending = True
-        self._wanted.release()
+        self._wanted.put(None)
+
+    def wait_first_sent(self, timeout_s: float) -> None:
+        """Until the first next is on the wire (or timeout_s has passed).
+
+        Init ends when it reaches the platform: the entry point waits for it before importing
+        the rest, which would otherwise hold the GIL that this thread needs to send it.
+        """
+        if self._first_sent.acquire(timeout=timeout_s):
+            self._first_sent.release()
+
+    def _on_sent(self) -> None:
+        if self._first_sent.locked():
+            self._first_sent.release()
 
     def _run(self) -> None:
         while True:
-            self._wanted.acquire()
+            self._wanted.get()
             result = self._next()
             self.pending = False
             self._put(result)
@@ -224,7 +283,7 @@ class NextCaller:
         delays = iter(NEXT_RETRY_DELAYS_S)
         while True:
             try:
-                return NextResult(self._client.next(), None)
+                return NextResult(self._client.next(self._on_sent), None)
             except ApiError as exc:
                 delay = next(delays, None)
                 if delay is None or 400 <= exc.status < 500:

@@ -17,7 +17,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-from tmp_monitor.telemetry import ReportFacts
 from tmp_monitor.tmpfs import TopFile
 
 MIB: Final = 1 << 20
@@ -82,6 +81,20 @@ def advance(phase: Phase, event: Event) -> Phase:
 
 
 # ---- what goes in ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFacts:
+    """A platform.report record, parsed (telemetry.parse_report)."""
+
+    request_id: str
+    status: str
+    duration_ms: float
+    billed_duration_ms: float
+    memory_size_mb: int
+    max_memory_used_mb: int
+    init_duration_ms: float | None
+    extension_overhead_ms: float | None
 
 
 @dataclass(frozen=True, slots=True)

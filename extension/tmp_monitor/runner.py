@@ -31,6 +31,8 @@ from tmp_monitor.sampler import Sampler
 if TYPE_CHECKING:
     from tmp_monitor.purge import Purger
 
+    Item = telemetry.TelemetryEvent | NextResult  # (telemetry's TypedDicts exist for mypy only)
+
 log = logging.getLogger("tmp_monitor")
 
 WINDOW_S: Final = 60.0  # multi-concurrency: one environment document per minute
@@ -38,9 +40,6 @@ WINDOW_S: Final = 60.0  # multi-concurrency: one environment document per minute
 # of the shutdown deadline for the summary and the exit.
 REPORT_WAIT_S: Final = 1.0
 SHUTDOWN_MARGIN_MS: Final = 300
-
-
-Item = telemetry.TelemetryEvent | NextResult
 
 
 def wall_ms() -> int:
@@ -83,6 +82,9 @@ class Runner:
 
     def run(self) -> int:
         """Until SHUTDOWN. The entry point has already asked for the first event."""
+        if self._multi:
+            # Sampled from the start, even when an event came while the loop was being built.
+            self._guard("sample", self._on_tick)
         while True:
             item = self._wait()
             if item is None:

@@ -7,15 +7,26 @@ thread).
 
 from __future__ import annotations
 
-import contextlib
-import json
-import socket
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Final, NotRequired, TypedDict
+import _socket
+import _thread
 
-from tmp_monitor.extensions_api import ID_HEADER, WireError, read_body, read_headers, request
+from tmp_monitor.extensions_api import (
+    ID_HEADER,
+    WireError,
+    read_body,
+    read_headers,
+    reader,
+    request,
+)
+
+# The listener and the subscription come before the first next: no typing, json, socket,
+# threading or dataclasses here (extensions_api says why). mypy reads this as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Final, NotRequired, TypedDict
+
+    from tmp_monitor.monitor import ReportFacts
 
 PATH: Final = "/2022-07-01/telemetry"
 SCHEMA_VERSION: Final = "2022-12-13"
@@ -28,82 +39,94 @@ READ_TIMEOUT_S: Final = 5.0  # a platform connection that stalls mid-batch is gi
 _OK: Final = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
-class TelemetryEvent(TypedDict):
-    time: str
-    type: str
-    record: Any
+if TYPE_CHECKING:
 
+    class TelemetryEvent(TypedDict):
+        time: str
+        type: str
+        record: Any
 
-class Span(TypedDict):
-    name: str
-    start: str
-    durationMs: float
+    class Span(TypedDict):
+        name: str
+        start: str
+        durationMs: float
 
+    class ReportMetrics(TypedDict):
+        durationMs: float
+        billedDurationMs: float
+        memorySizeMB: int
+        maxMemoryUsedMB: int
+        initDurationMs: NotRequired[float]
+        restoreDurationMs: NotRequired[float]
 
-class ReportMetrics(TypedDict):
-    durationMs: float
-    billedDurationMs: float
-    memorySizeMB: int
-    maxMemoryUsedMB: int
-    initDurationMs: NotRequired[float]
-    restoreDurationMs: NotRequired[float]
-
-
-class ReportRecord(TypedDict):
-    requestId: str
-    status: str
-    metrics: ReportMetrics
-    spans: NotRequired[list[Span]]
+    class ReportRecord(TypedDict):
+        requestId: str
+        status: str
+        metrics: ReportMetrics
+        spans: NotRequired[list[Span]]
 
 
 class Listener:
     """The listener thread: accepts the platform's POSTs, one connection at a time."""
 
-    def __init__(self, sock: socket.socket, host: str, put: Callable[[TelemetryEvent], None]):
+    def __init__(self, sock: _socket.socket, host: str, put: Callable[[TelemetryEvent], None]):
         self._sock = sock
         self._put = put
         self.bad_batches = 0
         port = sock.getsockname()[1]
         self.uri = f"http://{host}:{port}"
         self.address = (host, port)
-        self._thread = threading.Thread(
-            target=self._serve, name="tmp-monitor-telemetry", daemon=True
-        )
-        self._thread.start()
+        self._done = _thread.allocate_lock()
+        self._done.acquire()  # released when the thread ends
+        _thread.start_new_thread(self._serve, ())
 
     def close(self) -> None:
         """Stop serving (tests; the monitor just exits)."""
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        try:  # noqa: SIM105 (contextlib: 3 ms of imports before the first next)
+            self._sock.shutdown(_socket.SHUT_RDWR)  # wakes accept()
+        except OSError:
+            pass
         self._sock.close()
-        self._thread.join(2.0)
+        if self._done.acquire(timeout=2.0):
+            self._done.release()
 
     def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return  # closed
-            with conn:
-                self._handle(conn)
+        try:
+            while True:
+                try:
+                    # The built-in socket's accept: a file descriptor (socket.socket wraps it).
+                    fd, _ = self._sock._accept()  # type: ignore[attr-defined]
+                except OSError:
+                    return  # closed
+                conn = _socket.socket(fileno=fd)
+                try:
+                    self._handle(conn)
+                finally:
+                    conn.close()
+        finally:
+            self._done.release()
 
-    def _handle(self, conn: socket.socket) -> None:
+    def _handle(self, conn: _socket.socket) -> None:
         # Whatever comes, answer 200 (a refused batch would be sent again, forever); a batch
         # that cannot be read is counted and dropped.
         try:
+            import json  # the first batch comes after the first next: not on the cold start
+
             conn.settimeout(READ_TIMEOUT_S)
-            with conn.makefile("rb") as stream:
-                stream.readline(65537)  # request line: POST <path> HTTP/1.1
-                headers = read_headers(stream)
-                body = read_body(stream, headers, until_close=False)
+            stream = reader(conn)
+            stream.readline(65537)  # request line: POST <path> HTTP/1.1
+            headers = read_headers(stream)
+            body = read_body(stream, headers, until_close=False)
             batch = json.loads(body) if body else []
             for item in batch if isinstance(batch, list) else [batch]:
                 if isinstance(item, dict) and isinstance(item.get("type"), str):
                     self._put(item)  # type: ignore[arg-type]
         except Exception:
             self.bad_batches += 1
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 (as in close)
             conn.sendall(_OK)
+        except OSError:
+            pass
 
 
 def start_listener(put: Callable[[TelemetryEvent], None]) -> Listener | None:
@@ -112,44 +135,38 @@ def start_listener(put: Callable[[TelemetryEvent], None]) -> Listener | None:
     put receives each record of each batch, on the listener's thread (queue.SimpleQueue.put).
     """
     for host in LISTEN_HOSTS:
+        sock = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
         try:
-            sock = socket.create_server((host, 0), backlog=16)
+            # As socket.create_server does: a restarted monitor can take a port in TIME_WAIT.
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+            sock.bind((host, 0))
+            sock.listen(16)
         except OSError:
+            sock.close()
             continue
         return Listener(sock, host, put)
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class ReportFacts:
-    """A platform.report record, parsed (parse_report)."""
-
-    request_id: str
-    status: str
-    duration_ms: float
-    billed_duration_ms: float
-    memory_size_mb: int
-    max_memory_used_mb: int
-    init_duration_ms: float | None
-    extension_overhead_ms: float | None
-
-
-@dataclass(frozen=True, slots=True)
 class Subscription:
-    ok: bool
-    detail: str  # why not, when not ok
+    """The subscription's outcome (a plain class: no dataclasses before the first next)."""
+
+    __slots__ = ("detail", "ok")
+
+    def __init__(self, ok: bool, detail: str) -> None:
+        self.ok = ok
+        self.detail = detail  # why not, when not ok
 
 
 def subscribe(api: str, extension_id: str, uri: str) -> Subscription:
     """PUT the platform-events subscription. 202 (Telemetry.NotSupported) and errors: not ok."""
     host, _, port = api.rpartition(":")
-    body = json.dumps(
-        {
-            "schemaVersion": SCHEMA_VERSION,
-            "types": ["platform"],
-            "buffering": BUFFERING,
-            "destination": {"protocol": "HTTP", "URI": uri},
-        }
+    # Written out rather than json.dumps'd (json imports re and enum: 8 ms before the first
+    # next); uri is ours (http://host:port), nothing in it needs escaping.
+    buffering = ",".join(f'"{k}":{v}' for k, v in BUFFERING.items())
+    body = (
+        f'{{"schemaVersion":"{SCHEMA_VERSION}","types":["platform"],'
+        f'"buffering":{{{buffering}}},"destination":{{"protocol":"HTTP","URI":"{uri}"}}}}'
     ).encode()
     headers = {ID_HEADER: extension_id, "Content-Type": "application/json"}
     try:
@@ -165,6 +182,8 @@ def subscribe(api: str, extension_id: str, uri: str) -> Subscription:
 
 def parse_report(record: Any) -> ReportFacts | None:
     """A platform.report record, or None when it lacks what the report document needs."""
+    from tmp_monitor.monitor import ReportFacts  # loaded by then: the runner imports it
+
     try:
         metrics = record["metrics"]
         overhead = None
