@@ -90,6 +90,8 @@ def measure(ctx: Context) -> Ready:
                 if layer is None:
                     baseline.append(metric(run.reports[0], "initDurationMs") or 0.0)
                     continue
+                if name == "monitor":
+                    run.require_monitor(1)
                 found[name].append(times(run))
                 text = _probe(run, "subscribe")
                 if name == "monitor" and text is not None:

@@ -39,6 +39,7 @@ def measure(ctx: Context) -> list[Row]:
                 events=[{"seconds": SHORT_S}] + [{"seconds": s} for s in (SHORT_S, LONG_S)] * pairs,
                 timeout=10,
             )
+            run.require_monitor(2 * pairs + 1)
             for n, payload in enumerate(run.payloads()):
                 if not payload.get("monitorPids"):
                     raise sandbox.SandboxFailed("the function found no monitor process")

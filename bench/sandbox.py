@@ -42,6 +42,16 @@ class Run:
     def payloads(self) -> list[Any]:
         return [r["payload"] for r in self.results]
 
+    def require_monitor(self, invocations: int) -> None:
+        """The monitor ran (one invocation document per invocation): a monitor that turned
+        itself off costs nothing, and its figures would flatter it."""
+        got = len(self.docs("invocation"))
+        if got != invocations:
+            raise SandboxFailed(
+                f"{got} invocation documents for {invocations} invocations; the monitor's "
+                f"stderr: {self.extension_stderr[-600:]}"
+            )
+
 
 def run(
     function_dir: Path,

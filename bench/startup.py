@@ -74,6 +74,8 @@ def measure(ctx: Context, subscription_timeout_ms: float | None) -> list[Row]:
                     idle_ms=20,
                     timeout=10,
                 )
+                if layered:
+                    run.require_monitor(INVOCATIONS)
                 _collect(series[(mb, layered)], run)
     rows = []
     for mb in (FULL_CPU_MB, SMALL_MB):
