@@ -154,7 +154,16 @@ def test_fault(case: Case, monitor_layer: Path) -> None:
     assert completed(with_layer) <= set(per_request), explain
     # One summary per environment (each timeout, crash or OOM kill starts a new one).
     environments = sum(1 for line in with_layer.stdout if line.startswith("INIT_START"))
-    assert Counter(d["document"] for d in docs)["summary"] == environments, explain
+    kinds = Counter(d["document"] for d in docs)
+    assert kinds["summary"] == environments, explain
+    summaries = [d for d in docs if d["document"] == "summary"]
+    if case.fault == "no-report":  # what never came is counted, not waited for
+        assert kinds["report"] == 0, explain
+        assert sum(emf_check.value(d, "ReportsMissing") for d in summaries) == len(case.events)
+    if case.fault == "no-runtime-done":
+        assert sum(d["runtimeDoneMissing"] for d in summaries) == len(case.events), explain
+    if case.fault in ("telemetry-late", "extensions-api-500-once", "shutdown-short"):
+        assert kinds["report"] == len(case.events), explain  # late, yet all joined
 
 
 def test_lagging_telemetry_closes_idle_invocations_and_keeps_the_limit() -> None:
@@ -201,3 +210,18 @@ def test_queued_telemetry_goes_before_a_due_tick() -> None:
     time.sleep(0.02)  # the first tick (due at 0) is overdue
     assert loop._wait() == done
     assert loop._wait() is None  # then the tick
+
+
+def test_runtime_done_before_its_invoke_closes_it_at_once() -> None:
+    """A next answered late (the extensions-api-500-once case, or a starved next thread) lets the
+    request's runtimeDone reach the monitor before its INVOKE: it is kept for it, and the
+    invocation ends at its INVOKE instead of waiting for the idle rule."""
+    machine = mon.Monitor(start_wall_ms=0)
+    assert not machine.on_runtime_done("r1", "success")
+    assert machine.on_invoke("r1", deadline_ms=3000, wall_ms=0, mono_s=0.0)
+    assert machine.errors == 0
+    end = mon.EndOfRuntime(0, 0, 0, 0, 0, 0)
+    record = machine.close(end, None, 10, 1.0)
+    assert record is not None and record.fallback is None
+    # Only the one it was for: the next INVOKE waits for its own.
+    assert not machine.on_invoke("r2", deadline_ms=6000, wall_ms=3000, mono_s=3.0)

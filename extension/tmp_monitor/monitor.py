@@ -34,6 +34,9 @@ IDLE_LIMIT_MS: Final = 2_000
 # A stalled invocation is always closed before its deadline, by 10 % of its time but at least
 # 250 ms and at most 1 s: our next call must come before the platform times the invocation out.
 DEADLINE_MARGIN_MS: Final = (250, 1_000)
+# runtimeDones that came before their INVOKE (the next that brings it was answered late, or
+# its thread was slow to hand it over) are kept for it, the latest this many.
+MAX_EARLY: Final = 8
 # The function's CPU is read at most this often (it costs a read of /proc/<pid>/stat).
 CPU_READ_INTERVAL_S: Final = 0.1
 
@@ -267,6 +270,7 @@ class Monitor:
     shutdown_reason: str = ""
     _open: _Invocation | None = None
     _unreported: OrderedDict[str, _Invocation] = field(default_factory=OrderedDict)
+    _early: OrderedDict[str, str] = field(default_factory=OrderedDict)  # requestId -> status
     _left_after_purge: int = 0
     _window: _Window = field(default_factory=_Window)
 
@@ -285,8 +289,10 @@ class Monitor:
 
     # -- events
 
-    def on_invoke(self, request_id: str, deadline_ms: int, wall_ms: int, mono_s: float) -> None:
-        """INVOKE: opens the invocation. The caller closes any still-open one first."""
+    def on_invoke(self, request_id: str, deadline_ms: int, wall_ms: int, mono_s: float) -> bool:
+        """INVOKE: opens the invocation. The caller closes any still-open one first.
+
+        True when its runtimeDone came already (before the INVOKE): close it now."""
         if self._open is not None:
             self.errors += 1  # a caller bug; drop the old one rather than mix figures
         self.invocations += 1
@@ -298,6 +304,12 @@ class Monitor:
             invoked_mono_s=mono_s,
             cpu_changed_mono_s=mono_s,
         )
+        status = self._early.pop(request_id, None)
+        if status is None or not self._step(self._open, Event.RUNTIME_DONE):
+            return False
+        self.errors -= 1  # counted when it came, for a request not seen then
+        self._open.runtime_status = status
+        return True
 
     def on_start(self, request_id: str) -> None:
         inv = self._find_open(request_id)
@@ -343,7 +355,10 @@ class Monitor:
                 late.closed_without_done = False
                 self.runtime_done_missing -= 1
             return False
-        self.errors += 1  # a runtimeDone for a request we never saw
+        self.errors += 1  # a runtimeDone for a request we never saw (yet: kept for its INVOKE)
+        self._early[request_id] = status
+        while len(self._early) > MAX_EARLY:
+            self._early.popitem(last=False)
         return False
 
     def needs_cpu(self, mono_s: float) -> bool:

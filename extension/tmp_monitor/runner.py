@@ -158,17 +158,21 @@ class Runner:
     def _on_invoke(self, event: Any) -> None:
         m = self._monitor
         now = time.monotonic()
+        done_already = False
         try:
             if m.open_request is not None:  # no telemetry: the previous one ends here
                 self._end_of_runtime(now, mon.FALLBACK_NO_TELEMETRY, call_next=False)
             self._deadline_ms = int(event.get("deadlineMs") or 0)
-            m.on_invoke(str(event.get("requestId", "")), self._deadline_ms, wall_ms(), now)
+            request_id = str(event.get("requestId", ""))
+            done_already = m.on_invoke(request_id, self._deadline_ms, wall_ms(), now)
             self._on_tick(new_census=True)  # the state at INVOKE; the period starts now
         finally:
             # Without telemetry, or if the invocation could not even be opened, nothing will
             # end it: next at once, whatever failed above.
             if not self._telemetry_ok or m.open_request is None:
                 self._next.request()
+        if done_already and m.open_request is not None:
+            self._end_of_runtime(now, None)  # its runtimeDone came before the INVOKE did
 
     def _on_telemetry(self, item: telemetry.TelemetryEvent) -> None:
         kind = item.get("type")
