@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from lambda_sandbox import preflight
+from lambda_sandbox import preflight, runtimes
 from lambda_sandbox.host import HostError, HostSpec, Proc, Sandbox
 
 PY = "/var/lang/bin/python3.11"
+# What the python3.11 runtime puts in /var/lang, for the tests that run Python in there.
+PY_LANG = {"lang_files": runtimes.python_lang(), "lang_name": "python3.11"}
 ENV = {"PATH": "/var/lang/bin:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 MIB = 1 << 20
 
@@ -40,7 +42,7 @@ def function_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def sandbox(function_dir: Path) -> Iterator[Sandbox]:
-    with Sandbox.create(HostSpec(function_dir, memory_mb=1769)) as sb:
+    with Sandbox.create(HostSpec(function_dir, memory_mb=1769, **PY_LANG)) as sb:
         yield sb
 
 
@@ -140,6 +142,7 @@ def test_only_tmp_and_efs_are_writable(function_dir: Path, tmp_path: Path) -> No
         runtime_files=((function_dir / "app.py", "bootstrap.py"),),
         memory_mb=1769,
         efs=((efs, "/mnt/data"),),
+        **PY_LANG,
     )
     places = [
         "/tmp", "/mnt/data", "/", "/opt", "/opt/extensions", "/var/task", "/var/runtime",
@@ -176,6 +179,7 @@ def test_code_and_layers_are_visible_read_only(tmp_path: Path, function_dir: Pat
         layers=(first, second),
         runtime_files=((function_dir / "app.py", "lib/rt.py"),),
         memory_mb=1769,
+        **PY_LANG,
     )
     with Sandbox.create(spec) as sb:
         status, out, err = communicate(
@@ -339,7 +343,7 @@ def test_cpu_is_limited_in_proportion_to_memory(function_dir: Path) -> None:
 
 
 def test_memory_exhaustion_is_an_oom_kill(function_dir: Path) -> None:
-    with Sandbox.create(HostSpec(function_dir, memory_mb=128, cpus=1.0)) as sb:
+    with Sandbox.create(HostSpec(function_dir, memory_mb=128, cpus=1.0, **PY_LANG)) as sb:
         assert sb.memory_limit_bytes() == 128 * MIB
         assert sb.oom_kills() == 0
         status, _, _ = run_py(sb, "b = b'x' * (300 << 20)")

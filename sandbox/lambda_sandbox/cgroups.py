@@ -323,3 +323,87 @@ class PeakSampler:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+class ThrashGuard:
+    """Ends a memory cgroup that thrashes instead of running out of memory (v1 only).
+
+    Once the runtime's own files are charged to the environment (see langimage.py), a process
+    that allocates past the limit does not meet the OOM killer at once: the kernel keeps
+    reclaiming the pages of the code it runs, which it reads back at the next instruction, and
+    retries the charge for as long as a reclaim frees anything. Measured at 128 MB: a Python
+    function allocating 400 MB went on for 26 s to over 30 s (Task timed out) before the kernel
+    killed it, where Lambda reports `signal: killed` at once. The kernel's memory pressure
+    notification tells the two apart: "critical" (reclaim nearly fruitless) came about 400
+    times a second from the thrashing group, once from a function writing 400 MB through /tmp at
+    the same limit. At CRITICAL_PER_S such events in one second the guard SIGKILLs the group's
+    largest process, as the OOM killer would pick it, and counts it as an OOM kill. v2 has no
+    memory.pressure_level (its PSI triggers would do); there the kernel alone decides.
+    """
+
+    CRITICAL_PER_S = 200
+
+    def __init__(self, cg: Cgroups) -> None:
+        self.kills = 0
+        self._cg = cg
+        self._stop = False
+        self._efd = -1
+        self._thread: threading.Thread | None = None
+        if cg.layout.version != 1:
+            return
+        mem = cg.dir("memory")
+        efd = os.eventfd(0, os.EFD_CLOEXEC)
+        try:
+            level = os.open(mem / "memory.pressure_level", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _write(mem / "cgroup.event_control", f"{efd} {level} critical")
+            finally:
+                os.close(level)
+        except (OSError, CgroupError):  # a kernel without vmpressure: the kernel alone decides
+            os.close(efd)
+            return
+        self._efd = efd
+        self._thread = threading.Thread(target=self._run, name="thrash-guard", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        window_start, events = time.monotonic(), 0
+        while True:
+            try:
+                count = int.from_bytes(os.read(self._efd, 8), "little")
+            except OSError:
+                return
+            if self._stop:
+                return
+            now = time.monotonic()
+            if now - window_start > 1.0:
+                window_start, events = now, 0
+            events += count
+            if events >= self.CRITICAL_PER_S:
+                window_start, events = now, 0
+                if self._kill_largest():
+                    self.kills += 1
+
+    def _kill_largest(self) -> bool:
+        page = os.sysconf("SC_PAGE_SIZE")
+        sizes: list[tuple[int, int]] = []
+        for pid in self._cg.pids():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                sizes.append((int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page, pid))
+        if not sizes:
+            return False
+        try:
+            os.kill(max(sizes)[1], signal.SIGKILL)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def stop(self) -> None:
+        """Before the group goes (its removal would wake the thread too)."""
+        if self._thread is None:
+            return
+        self._stop = True
+        os.eventfd_write(self._efd, 1)
+        self._thread.join()
+        os.close(self._efd)
+        self._thread = None

@@ -186,6 +186,8 @@ def host_sandbox(config: FunctionConfig) -> Sandbox:
         function_dir=config.function_dir,
         layers=config.layers,
         runtime_files=config.runtime.files,
+        lang_files=config.runtime.lang_files,
+        lang_name=config.runtime.name,
         memory_mb=config.memory_mb,
         ephemeral_mb=config.ephemeral_mb,
         efs=config.efs,

@@ -27,13 +27,19 @@ Inside the environment (see nsinit.py, which builds it):
   ext4 image per environment, so the page cache of the code is charged to the environment that
   reads it and never found already cached by the host; `/proc` is the namespace's own; `/dev`
   holds null, zero, full, random, urandom and the fd links (no /dev/shm, as on Lambda);
-  `/var/lang/bin/python3.11` is Debian's interpreter; the efs host folders are bind-mounted
-  writable at /mnt/NAME (they must be writable by uid 993). Nothing else is writable.
+  `/var/lang` (lang_files: the runtime's interpreter and its library, e.g. bin/node) is a cached
+  read-only image (langimage.py) that each environment mounts through a loop device of its own,
+  so the runtime's pages too are charged to the environment that reads them (the shared
+  libraries they load from /lib stay the host's, already cached); without lang_files there is
+  no /var/lang (as under provided.al2023); the efs host folders are bind-mounted writable at
+  /mnt/NAME (they must be writable by uid 993). Nothing else is writable.
 - The network is the host's: the APIs listen on the host's 127.0.0.1.
 
-Accounting: the memory limit is memory_mb without swap; `max_memory_bytes` is the group's
-high-water mark since creation (v1 memory.max_usage_in_bytes, v2 memory.peak, or a 5 ms sampler
-of memory.current on v2 kernels without memory.peak). CPU: cfs quota = memory_mb / 1769 CPUs
+Accounting: the memory limit is memory_mb without swap; a group that thrashes at its limit
+instead of running out is ended as the OOM killer would (cgroups.ThrashGuard, v1) and that
+counts in oom_kills; `max_memory_bytes` is the group's high-water mark since creation (v1
+memory.max_usage_in_bytes, v2 memory.peak, or a 5 ms sampler of memory.current on v2 kernels
+without memory.peak). CPU: cfs quota = memory_mb / 1769 CPUs
 (capped at the host's CPU count), or `cpus` if given.
 
 Processes: `spawn` passes exactly `env`; `argv[0]` without a slash is looked up in env's PATH.
@@ -76,7 +82,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
-from lambda_sandbox import cgroups, nsinit
+from lambda_sandbox import cgroups, langimage, nsinit
 from lambda_sandbox.preflight import HostError, find_tool
 
 WORK_ROOT = Path("/var/tmp/lambda-sandbox")
@@ -97,6 +103,9 @@ class HostSpec:
     ephemeral_mb: int = 512
     efs: tuple[tuple[Path, str], ...] = ()  # (host dir, "/mnt/NAME"), writable
     cpus: float | None = None  # CPU share; None: memory_mb / 1769, as on Lambda
+    # host file or dir -> /var/lang/REL, on a cached read-only image (see langimage.py)
+    lang_files: tuple[tuple[Path, str], ...] = ()
+    lang_name: str = "lang"  # names the cached image
 
 
 class Proc:
@@ -155,6 +164,11 @@ def _check_spec(spec: HostSpec) -> None:
             problems.append(f"runtime file {source} does not exist")
         if rel.startswith("/") or ".." in Path(rel).parts:
             problems.append(f"runtime file target {rel!r} must be relative, inside /var/runtime")
+    for source, rel in spec.lang_files:
+        if not source.exists():
+            problems.append(f"runtime file {source} does not exist")
+        if rel.startswith("/") or ".." in Path(rel).parts:
+            problems.append(f"runtime file target {rel!r} must be relative, inside /var/lang")
     for host_dir, point in spec.efs:
         parts = Path(point).parts
         if len(parts) != 3 or parts[:2] != ("/", "mnt"):
@@ -188,7 +202,7 @@ def clean_stale(layout: cgroups.Layout, work_root: Path) -> None:
     cgroups.clean_stale(layout)
     with contextlib.suppress(OSError):
         for entry in work_root.iterdir():
-            if not cgroups.owner_alive(entry.name):
+            if entry.name != langimage.CACHE_DIR_NAME and not cgroups.owner_alive(entry.name):
                 shutil.rmtree(entry, ignore_errors=True)
 
 
@@ -201,6 +215,7 @@ class Sandbox:
         self._cg = cg
         self._workdir = workdir
         self._peak = None if cg.has_peak() else cgroups.PeakSampler(cg)
+        self._thrash = cgroups.ThrashGuard(cg)
         self._sock: socket.socket | None = None
         self._nsinit: subprocess.Popen[bytes] | None = None
         self.init_pid = 0  # host pid of nsinit (PID 1 of the namespace)
@@ -235,6 +250,11 @@ class Sandbox:
             raise HostError("mkfs.ext4 not found (Debian package e2fsprogs)")
         layout = cgroups.detect(cgroup_root)
         clean_stale(layout, work_root)
+        lang_image = (
+            langimage.ensure(spec.lang_name, spec.lang_files, work_root, mkfs)
+            if spec.lang_files
+            else None
+        )
         cpus = spec.cpus if spec.cpus is not None else spec.memory_mb / cgroups.MB_PER_VCPU
         cpus = min(cpus, float(os.cpu_count() or 1))
         try:
@@ -250,13 +270,13 @@ class Sandbox:
                     break
                 except FileNotFoundError:  # a closing sandbox removed the empty parent
                     continue
-            sb._start(mkfs)
+            sb._start(mkfs, lang_image)
         except BaseException:
             sb.close()
             raise
         return sb
 
-    def _start(self, mkfs: str) -> None:
+    def _start(self, mkfs: str, lang_image: Path | None) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = ours
         with theirs:
@@ -277,6 +297,7 @@ class Sandbox:
                 "function_dir": str(spec.function_dir.resolve()),
                 "layers": [str(p.resolve()) for p in spec.layers],
                 "runtime_files": [(str(p.resolve()), rel) for p, rel in spec.runtime_files],
+                "lang_image": str(lang_image) if lang_image else "",
                 "ephemeral_mb": spec.ephemeral_mb,
                 "efs": [(str(p.resolve()), point) for p, point in spec.efs],
                 "cgroup_procs": [str(p) for p in self._cg.procs_files],
@@ -396,7 +417,7 @@ class Sandbox:
         if self._final is not None:
             return self._final[2]
         with _as_host_error():
-            return self._cg.oom_kills()
+            return self._cg.oom_kills() + self._thrash.kills
 
     def kill_all(self) -> None:
         """SIGKILL every process of the environment (frozen or not); nsinit stays."""
@@ -429,6 +450,7 @@ class Sandbox:
             self._reader.join(5)
         if self._peak is not None:
             self._peak.stop()
+        self._thrash.stop()
         self._cg.remove()
         self._wait_loops_detached()
         shutil.rmtree(self._workdir, ignore_errors=True)

@@ -272,6 +272,7 @@ class Plan:
         self.function_dir: str = msg["function_dir"]
         self.layers: list[str] = list(msg["layers"])
         self.runtime_files: list[tuple[str, str]] = [(a, b) for a, b in msg["runtime_files"]]
+        self.lang_image: str = msg["lang_image"]  # cached image of /var/lang, or ""
         self.ephemeral_mb = int(msg["ephemeral_mb"])
         self.efs: list[tuple[str, str]] = [(a, b) for a, b in msg["efs"]]
         self.cgroup_procs: list[str] = list(msg["cgroup_procs"])  # a child joins these
@@ -508,10 +509,9 @@ def make_dev(root: str) -> None:
         os.symlink(f"/proc/self/fd/{num}", os.path.join(dev, name))
 
 
-def make_var(root: str, code: str) -> None:
+def make_var(root: str, code: str, lang: str) -> None:
     """/var: the host's entries (read-only, except its tmp, which stays empty), plus Lambda's
-    task, runtime and lang/bin/python3.11 (Debian's interpreter: the venv's lives under /root,
-    which the sandbox user cannot read)."""
+    task, runtime and, if the runtime has one, lang (mounted at the path lang)."""
     var = os.path.join(root, "var")
     entries = sorted(os.listdir("/var"))
     mount("tmpfs", var, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=64k")
@@ -527,22 +527,27 @@ def make_var(root: str, code: str) -> None:
     for name in ("task", "runtime"):
         os.mkdir(os.path.join(var, name), 0o755)
         bind(os.path.join(code, name), os.path.join(var, name))
-    os.makedirs(os.path.join(var, "lang", "bin"), 0o755)
-    os.symlink("/usr/bin/python3.11", os.path.join(var, "lang", "bin", "python3.11"))
+    if lang:
+        os.mkdir(os.path.join(var, "lang"), 0o755)
+        bind(lang, os.path.join(var, "lang"))
 
 
-def build_root(plan: Plan, tmp_loop: Loop, code_loop: Loop) -> None:
+def build_root(plan: Plan, tmp_loop: Loop, code_loop: Loop, lang_loop: Loop | None) -> None:
     """Mount the environment's tree at workdir/root and pivot into it."""
     root = os.path.join(plan.workdir, "root")
     code = os.path.join(plan.workdir, "code")
+    lang = os.path.join(plan.workdir, "lang") if lang_loop else ""
     os.mkdir(root, 0o755)
     os.mkdir(code, 0o755)
     mount(code_loop.name, code, "ext4", MS_RDONLY | MS_NOSUID | MS_NODEV)
+    if lang_loop:
+        os.mkdir(lang, 0o755)
+        mount(lang_loop.name, lang, "ext4", MS_RDONLY | MS_NODEV)
     bind("/", root)
     umount(os.path.join(root, "proc"))
     mount("proc", os.path.join(root, "proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     make_dev(root)
-    make_var(root, code)
+    make_var(root, code, lang)
     bind(os.path.join(code, "opt"), os.path.join(root, "opt"))
     bind(os.path.join(code, "hosts"), os.path.join(root, "etc", "hosts"))
     unmount_below(os.path.join(root, "mnt"))  # the host's own mounts there are not Lambda's
@@ -576,14 +581,24 @@ def setup(plan: Plan) -> list[str]:
     unmount_below(stage)
     tmp_loop = attach_loop(tmp_img, read_only=False)
     code_loop = attach_loop(code_img, read_only=True)
+    loops = [tmp_loop, code_loop]
     try:
+        if plan.lang_image:
+            # Through a link of its own, the shared image's loop device names this environment
+            # (its backing file is workdir/lang.img), so a leftover one is found like the others.
+            lang_img = os.path.join(plan.workdir, "lang.img")
+            os.link(plan.lang_image, lang_img)
+            try:
+                loops.append(attach_loop(lang_img, read_only=True))
+            finally:
+                os.unlink(lang_img)
         os.unlink(tmp_img)
         os.unlink(code_img)
-        build_root(plan, tmp_loop, code_loop)
+        build_root(plan, tmp_loop, code_loop, loops[2] if len(loops) > 2 else None)
     finally:
-        os.close(tmp_loop.fd)
-        os.close(code_loop.fd)
-    return [tmp_loop.name, code_loop.name]
+        for loop in loops:
+            os.close(loop.fd)
+    return [loop.name for loop in loops]
 
 
 # --- init ---------------------------------------------------------------------------------

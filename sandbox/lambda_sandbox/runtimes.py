@@ -1,5 +1,7 @@
-"""How each --runtime starts: its command, its own environment variables and the runtime client
-files placed in /var/runtime (AWS's awslambdaric for Python, our client for Node.js)."""
+"""How each --runtime starts: its command, its own environment variables, the runtime client
+files placed in /var/runtime (AWS's awslambdaric for Python, our client for Node.js) and the
+interpreter placed in /var/lang, as on Lambda (Debian's python3.11 and its standard library, the
+machine's Node.js), so that the environment reads them itself (see langimage.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ class Runtime:
     argv: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
     files: tuple[tuple[Path, str], ...] = ()  # (host path, path relative to /var/runtime)
+    lang_files: tuple[tuple[Path, str], ...] = ()  # (host path, path relative to /var/lang)
     execution_env: str = ""  # AWS_EXECUTION_ENV; custom runtimes have none
     version: str = ""  # as INIT_START shows it
 
@@ -45,6 +48,18 @@ def _module_files(names: tuple[str, ...]) -> tuple[tuple[Path, str], ...]:
     return tuple(files)
 
 
+def python_lang() -> tuple[tuple[Path, str], ...]:
+    """Debian's interpreter: the venv's is a link to it. Placed at /var/lang/bin, it finds its
+    standard library in /var/lang/lib/python3.11 (sys.prefix /var/lang); the few libraries its
+    extension modules load (libssl, libsqlite3, libffi, ...) come from the host's /lib."""
+    binary, stdlib = Path("/usr/bin/python3.11"), Path("/usr/lib/python3.11")
+    if not (binary.is_file() and (stdlib / "os.py").is_file()):
+        raise UnknownRuntime(
+            "python3.11 needs Debian's /usr/bin/python3.11 and its /usr/lib/python3.11"
+        )
+    return ((binary, "bin/python3.11"), (stdlib, "lib/python3.11"))
+
+
 def python311(handler: str) -> Runtime:
     return Runtime(
         name="python3.11",
@@ -64,6 +79,7 @@ def python311(handler: str) -> Runtime:
         files=_module_files(
             ("awslambdaric", "runtime_client", "simplejson", "snapshot_restore_py")
         ),
+        lang_files=python_lang(),
         execution_env="AWS_Lambda_python3.11",
         version="python:3.11.sandbox",
     )
@@ -76,7 +92,7 @@ def nodejs20(handler: str) -> Runtime:
     client = _HERE / "runtimes" / "node_runtime.mjs"
     return Runtime(
         name="nodejs20.x",
-        argv=(node, f"{RUNTIME_DIR}/node_runtime.mjs"),
+        argv=("/var/lang/bin/node", f"{RUNTIME_DIR}/node_runtime.mjs"),
         env={
             "NODE_PATH": ":".join(
                 (
@@ -89,6 +105,7 @@ def nodejs20(handler: str) -> Runtime:
             ),
         },
         files=((client, "node_runtime.mjs"),),
+        lang_files=((Path(node).resolve(), "bin/node"),),
         execution_env="AWS_Lambda_nodejs20.x",
         version="nodejs:20.sandbox",
     )
