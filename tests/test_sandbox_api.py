@@ -93,7 +93,7 @@ def test_runtime_api_next_headers_response_and_invalid_request_id(tmp_path: Path
         "arn:aws:lambda:us-east-1:123456789012:function:custom"
     )
     assert int(headers["Lambda-Runtime-Deadline-Ms"]) > 0
-    assert "Lambda-Runtime-Trace-Id" not in headers  # no trace id was given
+    assert headers["Lambda-Runtime-Trace-Id"].startswith("Root=1-")  # see test_sandbox_api_trace
     wrong = next(e for e in log if e["what"] == "wrong-id")
     assert wrong["status"] == 400 and json.loads(wrong["body"])["errorType"] == "InvalidRequestID"
     assert [e["status"] for e in log if e["what"] == "response"] == [202, 202]
@@ -166,7 +166,7 @@ def test_fact4_invoke_event_fields_and_no_payload(tmp_path: Path) -> None:
         e for e in probe_log(r) if e["what"] == "event" and e["event"]["eventType"] == "INVOKE"
     )
     event = invoke["event"]
-    assert set(event) == {"eventType", "deadlineMs", "requestId", "invokedFunctionArn"}
+    assert set(event) == {"eventType", "deadlineMs", "requestId", "invokedFunctionArn", "tracing"}
     assert event["requestId"] == r.reports[0].request_id
     assert event["invokedFunctionArn"] == "arn:aws:lambda:us-east-1:123456789012:function:echo"
     # deadlineMs is epoch milliseconds, the invocation's start plus its 7 s timeout.

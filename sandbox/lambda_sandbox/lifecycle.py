@@ -352,8 +352,9 @@ class Environment:
         arn = self.identity.arn
         self.output.line(start_line(request_id))
         self.telemetry.invocation_started()
-        self.emit("platform.start", records.start(request_id), started_epoch)
-        self.runtime_api.deliver(Invocation(request_id, payload, deadline_ms, arn))
+        trace = records.trace_id(started_epoch)
+        self.emit("platform.start", records.start(request_id, trace), started_epoch)
+        self.runtime_api.deliver(Invocation(request_id, payload, deadline_ms, arn, trace))
         self.ext_api.deliver(
             "INVOKE",
             {
@@ -361,6 +362,7 @@ class Environment:
                 "deadlineMs": deadline_ms,
                 "requestId": request_id,
                 "invokedFunctionArn": arn,
+                "tracing": {"type": "X-Amzn-Trace-Id", "value": trace},
             },
         )
         api = self.runtime_api

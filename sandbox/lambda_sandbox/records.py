@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from lambda_sandbox.logs import Report, iso_time
@@ -56,6 +57,13 @@ def logs_dropped(subscriber: str, count: int, size: int) -> Record:
         "droppedRecords": count,
         "droppedBytes": size,
     }
+
+
+def trace_id(epoch: float) -> str:
+    """An X-Ray trace header as Lambda sends one with every invocation (tracing off: Sampled=0)."""
+    return (
+        f"Root=1-{int(epoch):08x}-{secrets.token_hex(12)};Parent={secrets.token_hex(8)};Sampled=0"
+    )
 
 
 def start(request_id: str, trace_id: str = "") -> Record:
