@@ -251,6 +251,8 @@ class NextCaller:
         self.pending = False  # a next asked for and not answered yet
         self._first_sent = _thread.allocate_lock()
         self._first_sent.acquire()  # released once the first next is on the wire
+        self._first_answer = _thread.allocate_lock()
+        self._first_answer.acquire()  # released once the first next has been answered
         _thread.start_new_thread(self._run, ())
 
     def request(self) -> None:
@@ -266,6 +268,11 @@ class NextCaller:
         if self._first_sent.acquire(timeout=timeout_s):
             self._first_sent.release()
 
+    def wait_first_answer(self) -> None:
+        """Until the first next has been answered (Init is over then), or has failed."""
+        self._first_answer.acquire()
+        self._first_answer.release()
+
     def _on_sent(self) -> None:
         if self._first_sent.locked():
             self._first_sent.release()
@@ -276,6 +283,8 @@ class NextCaller:
             result = self._next()
             self.pending = False
             self._put(result)
+            if self._first_answer.locked():
+                self._first_answer.release()
             if result.event is None:
                 return
 

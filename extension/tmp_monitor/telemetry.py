@@ -69,10 +69,21 @@ if TYPE_CHECKING:
 class Listener:
     """The listener thread: accepts the platform's POSTs, one connection at a time."""
 
-    def __init__(self, sock: _socket.socket, host: str, put: Callable[[TelemetryEvent], None]):
+    def __init__(
+        self,
+        sock: _socket.socket,
+        host: str,
+        put: Callable[[TelemetryEvent], None],
+        hold: bool = False,
+    ) -> None:
         self._sock = sock
         self._put = put
         self.bad_batches = 0
+        # hold: batches are answered but kept unparsed until release() (json's import and the
+        # parsing would otherwise cost CPU during Init, which the runtime's Init shares).
+        self._holding = hold
+        self._held: list[bytes] = []
+        self._lock = _thread.allocate_lock()
         port = sock.getsockname()[1]
         self.uri = f"http://{host}:{port}"
         self.address = (host, port)
@@ -106,30 +117,49 @@ class Listener:
         finally:
             self._done.release()
 
+    def release(self) -> None:
+        """Parse the batches held so far, in order, and every later one as it comes."""
+        with self._lock:
+            self._holding = False
+            held, self._held = self._held, []
+            for body in held:
+                self._parse(body)
+
     def _handle(self, conn: _socket.socket) -> None:
         # Whatever comes, answer 200 (a refused batch would be sent again, forever); a batch
         # that cannot be read is counted and dropped.
         try:
-            import json  # the first batch comes after the first next: not on the cold start
-
             conn.settimeout(READ_TIMEOUT_S)
             stream = reader(conn)
             stream.readline(65537)  # request line: POST <path> HTTP/1.1
             headers = read_headers(stream)
             body = read_body(stream, headers, until_close=False)
+        except Exception:
+            self.bad_batches += 1
+        else:
+            with self._lock:
+                if self._holding:
+                    self._held.append(body)
+                else:
+                    self._parse(body)
+        try:  # noqa: SIM105 (as in close)
+            conn.sendall(_OK)
+        except OSError:
+            pass
+
+    def _parse(self, body: bytes) -> None:
+        try:
+            import json  # not before the first next (see the imports above)
+
             batch = json.loads(body) if body else []
             for item in batch if isinstance(batch, list) else [batch]:
                 if isinstance(item, dict) and isinstance(item.get("type"), str):
                     self._put(item)  # type: ignore[arg-type]
         except Exception:
             self.bad_batches += 1
-        try:  # noqa: SIM105 (as in close)
-            conn.sendall(_OK)
-        except OSError:
-            pass
 
 
-def start_listener(put: Callable[[TelemetryEvent], None]) -> Listener | None:
+def start_listener(put: Callable[[TelemetryEvent], None], hold: bool = False) -> Listener | None:
     """Listen on sandbox.localdomain (else 127.0.0.1), on a free port; None if neither binds.
 
     put receives each record of each batch, on the listener's thread (queue.SimpleQueue.put).
@@ -144,7 +174,7 @@ def start_listener(put: Callable[[TelemetryEvent], None]) -> Listener | None:
         except OSError:
             sock.close()
             continue
-        return Listener(sock, host, put)
+        return Listener(sock, host, put, hold)
     return None
 
 
