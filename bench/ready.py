@@ -34,6 +34,7 @@ class Times:
     ready_ms: float  # launch to first next
     import_ms: float  # launch to register
     init_ms: float  # the platform's initDurationMs
+    cpu_ms: float  # the interpreter's CPU time at its first next (all threads)
 
 
 def _probe(run: sandbox.Run, key: str) -> str | None:
@@ -52,11 +53,13 @@ def times(run: sandbox.Run) -> Times:
             f"the probes wrote no {', '.join(missing)} time; extension stderr: "
             + run.extension_stderr[-400:]
         )
-    launch, register, first_next = (float(stamps[k] or 0) for k in ("launch", "register", "next"))
+    launch, register = (float(stamps[k] or 0) for k in ("launch", "register"))
+    first_next, cpu = (float(v) for v in (stamps["next"] or "").split())
     return Times(
         (first_next - launch) * 1000,
         (register - launch) * 1000,
         metric(run.reports[0], "initDurationMs") or 0.0,
+        cpu * 1000,
     )
 
 
@@ -100,10 +103,13 @@ def measure(ctx: Context) -> Ready:
         flo = [t.ready_ms for t in found["floor"]]
         mon_imp = [t.import_ms for t in found["monitor"]]
         flo_imp = [t.import_ms for t in found["floor"]]
+        mon_cpu = [t.cpu_ms for t in found["monitor"]]
+        flo_cpu = [t.cpu_ms for t in found["floor"]]
         ratio = median(mon) / median(flo)
         text = (
             f"{ratio:.2f}x (monitor {_spread(mon)}, of which to register {median(mon_imp):.1f}; "
-            f"floor {_spread(flo)}, to register {median(flo_imp):.1f}; n={len(mon)})"
+            f"floor {_spread(flo)}, to register {median(flo_imp):.1f}; CPU by the first next: "
+            f"monitor {median(mon_cpu):.0f} ms, floor {median(flo_cpu):.0f} ms; n={len(mon)})"
         )
         rows.append(
             Row(
@@ -118,6 +124,8 @@ def measure(ctx: Context) -> Ready:
                     "floor_ms": flo,
                     "monitor_register_ms": mon_imp,
                     "floor_register_ms": flo_imp,
+                    "monitor_cpu_ms": mon_cpu,
+                    "floor_cpu_ms": flo_cpu,
                 },
             )
         )

@@ -85,6 +85,7 @@ def test_figures_are_sane(quick: dict) -> None:
     for mb in (128, 1769):
         ready = rows[f"ready_ratio_{mb}"]["detail"]
         assert all(t > 0 for t in ready["monitor_ms"] + ready["floor_ms"])
+        assert all(t > 0 for t in ready["monitor_cpu_ms"] + ready["floor_cpu_ms"])
         # Registering comes before the first next, for the monitor as for the floor.
         assert all(
             r <= t for r, t in zip(ready["monitor_register_ms"], ready["monitor_ms"], strict=True)

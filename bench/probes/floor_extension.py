@@ -5,8 +5,8 @@ loader and interpreter run it exactly as they run the monitor. It imports only `
 `json` and speaks HTTP/1.1 over a plain socket, one connection per call: http.client would cost
 more than the whole floor (it pulls in the email package), and the monitor avoids it too, so a
 floor built on it would flatter the monitor. It registers for the monitor's events and writes
-on stderr the times of its registration and of its first call to /event/next, which the
-benchmark sets against the launch time.
+on stderr the times of its registration and of its first call to /event/next (with the CPU
+time it has used by then), which the benchmark sets against the launch time.
 """
 
 import json
@@ -47,7 +47,7 @@ def main() -> int:
     body = json.dumps({"events": ["INVOKE", "SHUTDOWN"]}).encode()
     fields, _ = call(address, "POST", "/register", {"Lambda-Extension-Name": "tmp-monitor"}, body)
     identifier = {"Lambda-Extension-Identifier": fields.get("lambda-extension-identifier", "")}
-    print(f"BENCH next {time.time():.6f}", file=sys.stderr, flush=True)
+    print(f"BENCH next {time.time():.6f} {time.process_time():.6f}", file=sys.stderr, flush=True)
     while True:
         _, payload = call(address, "GET", "/event/next", identifier)
         event = json.loads(payload or b"{}")

@@ -4,9 +4,9 @@ The benchmark renames the layer's `bootstrap.py` to `bootstrap_monitor.py` and p
 place. It puts a subclass of the interpreter's built-in `_socket.socket` in its place, whose
 `sendall` every HTTP request of the monitor goes through (its registration uses `_socket`
 itself; `socket.socket` subclasses it when imported), and writes on stderr the times of the
-registration and of the first call to /event/next, and the body of the Telemetry API
-subscription. Then it runs the real bootstrap unchanged in this interpreter. It imports only
-built-in modules, so that the monitor's imports stay what they are.
+registration and of the first call to /event/next (with the process's CPU time then), and the
+body of the Telemetry API subscription. Then it runs the real bootstrap unchanged in this
+interpreter. It imports only built-in modules, so that the monitor's imports stay what they are.
 """
 
 import _socket
@@ -26,7 +26,7 @@ def _note(key: str, text: str) -> None:
 def _watch(data: bytes) -> None:
     line = bytes(data[:200]).split(b"\r\n", 1)[0]
     if b"/extension/event/next" in line:
-        _note("next", f"{time.time():.6f}")
+        _note("next", f"{time.time():.6f} {time.process_time():.6f}")
     elif b"/extension/register" in line:
         _note("register", f"{time.time():.6f}")
     elif line.startswith(b"PUT ") and b"/telemetry" in line:
