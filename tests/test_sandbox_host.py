@@ -286,6 +286,32 @@ def test_tmp_writes_raise_max_memory_not_rss(sandbox: Sandbox) -> None:
     assert rss_kib < 16 * 1024
 
 
+def test_runtime_image_is_built_once_reused_and_rebuilt_when_cut_short(
+    function_dir: Path, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"  # a cache of its own: the shared one may be in use right now
+    spec = HostSpec(function_dir, memory_mb=1769, **PY_LANG)
+    probe = "import sys, json, ssl, sqlite3; print(sys.prefix, json.__file__)"
+
+    def prefix_and_stdlib() -> str:
+        with Sandbox.create(spec, work_root=work) as sb:
+            status, out, err = communicate(sb.spawn([PY, "-c", probe], ENV))
+        assert status == 0, err
+        return out
+
+    expected = "/var/lang /var/lang/lib/python3.11/json/__init__.py\n"
+    assert prefix_and_stdlib() == expected
+    [image] = (work / "cache").glob("*.img")
+    built = image.stat()
+    assert prefix_and_stdlib() == expected
+    assert image.stat().st_ino == built.st_ino  # reused, not rebuilt
+    with image.open("r+b") as f:
+        f.truncate(built.st_size // 2)  # as a copy cut short would be
+    assert prefix_and_stdlib() == expected
+    assert [p.name for p in (work / "cache").iterdir() if p.suffix != ".lock"] == [image.name]
+    assert image.stat().st_size == built.st_size
+
+
 def test_code_is_charged_to_its_reader_even_if_the_host_cached_it(function_dir: Path) -> None:
     big = function_dir / "big.bin"
     big.write_bytes(os.urandom(50 * MIB))

@@ -32,8 +32,7 @@ FORMAT = "1"
 # Never read at run time, and a third of Python's 54 MB (the static libpython): left out.
 EXCLUDED_DIRS = frozenset({"config-3.11-x86_64-linux-gnu", "config-3.11-aarch64-linux-gnu"})
 MIB = 1 << 20
-EXT4_MAGIC_OFFSET = 1024 + 0x38
-EXT4_MAGIC = b"\x53\xef"
+SUPERBLOCK = 1024  # ext4's superblock: magic 0xEF53 at +0x38, block count at +4, log size +24
 
 
 def _walk(source: Path) -> list[tuple[str, Path]]:
@@ -67,12 +66,20 @@ _digests: dict[tuple[tuple[Path, str], ...], str] = {}
 
 
 def _complete(image: Path) -> bool:
+    """An ext4 superblock, and the file as long as the file system it describes (a copy cut
+    short, or a file that is not an image, is rebuilt)."""
     try:
         with image.open("rb") as f:
-            f.seek(EXT4_MAGIC_OFFSET)
-            return f.read(2) == EXT4_MAGIC and image.stat().st_size > 0
+            f.seek(SUPERBLOCK)
+            sb = f.read(1024)
+            size = os.fstat(f.fileno()).st_size
     except OSError:
         return False
+    if len(sb) < 1024 or sb[0x38:0x3A] != b"\x53\xef":
+        return False
+    blocks = int.from_bytes(sb[4:8], "little")
+    block_size = 1024 << int.from_bytes(sb[24:28], "little")
+    return blocks > 0 and size >= blocks * block_size
 
 
 def _link_or_copy(source: str, target: str) -> None:
