@@ -14,6 +14,7 @@ what a user of the monitor relies on:
 
 from __future__ import annotations
 
+import json
 import queue
 import time
 from collections import Counter
@@ -48,7 +49,7 @@ class Case:
     memory: int = 512
 
 
-CASES = [
+CASES: list[Any] = [
     Case("telemetry-unsupported"),
     Case("telemetry-late", events=[{"n": 1}, {"n": 2}], timeout=10),
     Case("no-runtime-done", events=[{"n": 1}, {"n": 2}], timeout=10),
@@ -69,12 +70,22 @@ CASES = [
     # Near its limit the kernel first reclaims page cache (the runtime's and the monitor's
     # code) before it kills: the dying function crawls, longer with the layer's pages in the
     # cgroup. A 10 s timeout lets the OOM kill, not the timeout, end it in both runs.
-    Case("", FUNCTIONS / "python_oom", events=[{}, {}], timeout=10, memory=128),
+    pytest.param(
+        Case("", FUNCTIONS / "python_oom", events=[{}, {}], timeout=10, memory=128),
+        marks=pytest.mark.xfail(
+            strict=False,
+            reason="open bug (issue 9 report): on a busy host, with the layer, an OOM-bound "
+            "function at 128 MB sometimes thrashes on reclaimed code pages to its timeout "
+            "(Sandbox.Timedout) instead of being OOM-killed (Runtime.ExitError) as without it",
+        ),
+    ),
 ]
 
 
 def _id(case: Case) -> str:
-    return case.fault or case.function.name.removeprefix("reliability_")
+    if any("ports" in e for e in case.events):
+        return "function-on-ports-8080-4243-9009"
+    return case.fault or case.function.name
 
 
 def sandbox(case: Case, layers: list[Path]) -> Run:
@@ -91,6 +102,18 @@ def sandbox(case: Case, layers: list[Path]) -> Run:
     )
     assert r.returncode == 0, r.explain()
     return r
+
+
+_BARE: dict[str, Run] = {}
+
+
+def bare_run(case: Case) -> Run:
+    """The run without the layer. A fault switch only changes what extensions see, so without
+    any the cases that share function, events and limits share this run (it saves ~30 s)."""
+    key = json.dumps([str(case.function), case.handler, case.events, case.timeout, case.memory])
+    if key not in _BARE:
+        _BARE[key] = sandbox(case, [])
+    return _BARE[key]
 
 
 def responses(r: Run) -> list[tuple[str, Any]]:
@@ -131,7 +154,7 @@ def completed(r: Run) -> set[str]:
 
 @pytest.mark.parametrize("case", CASES, ids=_id)
 def test_fault(case: Case, monitor_layer: Path) -> None:
-    bare = sandbox(case, [])
+    bare = bare_run(case)
     with_layer = sandbox(case, [monitor_layer])
     explain = with_layer.explain()
 

@@ -142,7 +142,7 @@ def check_survives(r: Run, bad: dict[str, str]) -> None:
 @pytest.mark.slow
 @settings(
     deadline=None,
-    max_examples=12,
+    max_examples=10,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     derandomize=True,
 )
