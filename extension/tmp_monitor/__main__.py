@@ -27,17 +27,19 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
     import queue
+    import threading
     from typing import Any
 
     from tmp_monitor import config
+    from tmp_monitor.emf import Context, EmfSink
     from tmp_monitor.extensions_api import Client, NextCaller, RegisterResponse
     from tmp_monitor.purge import Purger
     from tmp_monitor.telemetry import Listener
 
 
-# How long the entry point waits for its first next to be sent before it imports the rest (the
-# next thread retries a refused one: it must not hold the set-up back for that).
-FIRST_SENT_WAIT_S = 0.5
+# How long an import waits for a next to be sent before it goes ahead (the next thread retries a
+# refused one: that must not hold the set-up back).
+SENT_WAIT_S = 0.5
 
 
 # CPU time of the set-up after the first next (config, logging, sampler, loop; not Powertools):
@@ -107,7 +109,7 @@ def _after_register(
     telemetry_ok = listener is not None and failure is None
     next_caller = NextCaller(client, items.put)
     next_caller.request()  # Init ends for us here
-    next_caller.wait_first_sent(FIRST_SENT_WAIT_S)
+    next_caller.wait_sent(1, SENT_WAIT_S)
     if after_init:
         # The runtime and we share the environment's CPU share: what we do before Init ends
         # slows the runtime's own Init, whenever we ask next. (In multi-concurrency mode the
@@ -135,7 +137,9 @@ def _after_register(
             # (register.disabled read the variable apart from config.load: they agree.)
             return _drain(items, next_caller)
         registered = _registered(body)
-        return _run(cfg, registered, next_caller, items, telemetry_ok, multi, started_ms, log)
+        return _run(
+            cfg, registered, next_caller, items, telemetry_ok, multi, after_init, started_ms, log
+        )
     except Exception as exc:
         # Set-up failed after registering: stay out of the way until SHUTDOWN.
         log.error("the monitor is off for this environment: %r", exc)
@@ -190,6 +194,7 @@ def _run(
     items: queue.SimpleQueue[Any],
     telemetry_ok: bool,
     multi: bool,
+    after_init: bool,
     started_ms: int,
     log: logging.Logger,
 ) -> int:
@@ -226,7 +231,7 @@ def _run(
         items=items,
         monitor=Monitor(start_wall_ms=started_ms),
         sampler=sampler_,
-        sink=emf.EmfSink(context, preload=emf.preload()),
+        sink=_sink(context, next_caller, after_init),
         purger=_purger(cfg, log) if purge_on else None,
         period_s=period_ms / 1000,
         telemetry_ok=telemetry_ok,
@@ -234,6 +239,22 @@ def _run(
         top_files=cfg.top_files,
     )
     return loop.run()
+
+
+def _sink(context: Context, next_caller: NextCaller, after_init: bool) -> EmfSink:
+    """The sink, and when Powertools is imported: at once if the set-up is part of Init; else
+    once the first invocation's next is sent (its import would otherwise take that invocation
+    CPU and hold the GIL its end-of-runtime work and its next need; its document waits)."""
+    from tmp_monitor import emf
+
+    if not after_init:
+        return emf.EmfSink(context, preload=emf.preload())
+
+    def start() -> threading.Thread:
+        target = next_caller.sent + 1  # the next about to be asked (the sink emits before it)
+        return emf.preload(lambda: next_caller.wait_sent(target, SENT_WAIT_S))
+
+    return emf.EmfSink(context, start_preload=start)
 
 
 def _purger(cfg: config.Config, log: logging.Logger) -> Purger:

@@ -20,7 +20,7 @@ import contextlib
 import json
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
@@ -51,10 +51,13 @@ def _provider_class() -> type[AmazonCloudWatchEMFProvider]:
     return AmazonCloudWatchEMFProvider
 
 
-def preload() -> threading.Thread:
-    """Import Powertools in a daemon thread (the import lock makes a later import wait)."""
+def preload(before: Callable[[], None] | None = None) -> threading.Thread:
+    """Import Powertools in a daemon thread (the import lock makes a later import wait), once
+    before() has returned."""
 
     def run() -> None:
+        if before is not None:
+            before()
         # A failure here shows again at the first emit, which counts it.
         with contextlib.suppress(Exception):
             _provider_class()
@@ -87,8 +90,9 @@ class Context:
 class EmfSink:
     """Writes each record as one compact EMF line to out, flushed at once.
 
-    With preload (the thread importing Powertools), records that come before the import is
-    done are held, and written in order at the first emit after it.
+    With preload (the thread importing Powertools), or start_preload (what starts it, at the
+    first emit), records that come before the import is done are held, and written in order at
+    the first emit after it.
     """
 
     def __init__(
@@ -96,20 +100,28 @@ class EmfSink:
         context: Context,
         out: IO[str] | None = None,
         preload: threading.Thread | None = None,
+        start_preload: Callable[[], threading.Thread] | None = None,
     ) -> None:
         self._ctx = context
         self._out = out
         self._preload = preload
+        self._start_preload = start_preload
         self._held: list[Record] = []
         self.errors = 0
 
     def emit(self, record: Record) -> None:
+        if self._preload is None and self._start_preload is not None:
+            self._preload = self._start_preload()
+            self._start_preload = None
         preload = self._preload
         if preload is not None:
             if preload.is_alive() and not isinstance(record, SummaryRecord):
                 self._held.append(record)
                 return
-            preload.join()  # the summary is the last document: nothing may stay held
+            # The summary is the last document: nothing may stay held. Imported here if the
+            # thread has not begun (or waits for the thread's import, through the import lock).
+            with contextlib.suppress(Exception):
+                _provider_class()
             self._preload = None
             held, self._held = self._held, []
             for earlier in held:

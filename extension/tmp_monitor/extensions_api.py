@@ -249,8 +249,9 @@ class NextCaller:
         # _queue and _thread rather than threading (4 ms of imports before the first next)
         self._wanted: _queue.SimpleQueue[None] = _queue.SimpleQueue()
         self.pending = False  # a next asked for and not answered yet
-        self._first_sent = _thread.allocate_lock()
-        self._first_sent.acquire()  # released once the first next is on the wire
+        self.sent = 0  # nexts on the wire so far
+        self._mutex = _thread.allocate_lock()
+        self._sent_waiters: list[tuple[int, _thread.LockType]] = []
         self._first_answer = _thread.allocate_lock()
         self._first_answer.acquire()  # released once the first next has been answered
         _thread.start_new_thread(self._run, ())
@@ -259,14 +260,19 @@ class NextCaller:
         self.pending = True
         self._wanted.put(None)
 
-    def wait_first_sent(self, timeout_s: float) -> None:
-        """Until the first next is on the wire (or timeout_s has passed).
+    def wait_sent(self, count: int, timeout_s: float) -> None:
+        """Until count nexts have been on the wire (or timeout_s has passed).
 
-        Init ends when it reaches the platform: the entry point waits for it before importing
-        the rest, which would otherwise hold the GIL that this thread needs to send it.
+        Init, or an invocation, ends when a next reaches the platform: who would hold the GIL
+        meanwhile (imports) waits for it first, or the send waits for them.
         """
-        if self._first_sent.acquire(timeout=timeout_s):
-            self._first_sent.release()
+        with self._mutex:
+            if self.sent >= count:
+                return
+            lock = _thread.allocate_lock()
+            lock.acquire()
+            self._sent_waiters.append((count, lock))
+        lock.acquire(timeout=timeout_s)
 
     def wait_first_answer(self) -> None:
         """Until the first next has been answered (Init is over then), or has failed."""
@@ -274,8 +280,13 @@ class NextCaller:
         self._first_answer.release()
 
     def _on_sent(self) -> None:
-        if self._first_sent.locked():
-            self._first_sent.release()
+        with self._mutex:
+            self.sent += 1
+            waiting = self._sent_waiters
+            self._sent_waiters = [(n, lock) for n, lock in waiting if n > self.sent]
+            for n, lock in waiting:
+                if n <= self.sent:
+                    lock.release()
 
     def _run(self) -> None:
         while True:
