@@ -1,31 +1,26 @@
-"""Profile the monitor where the benchmark shows its cost: py-spy on its process, from the host.
+"""Profile the monitor where the benchmark shows its cost, inside lambda-sandbox.
 
-    python bench/profile.py {sampling,post_runtime,purge} [--memory MB] [--rate HZ]
+    python bench/profile.py {sampling,post_runtime,purge} [--memory MB] [--invocations N]
     python bench/profile.py importtime [--memory MB]
-    python bench/profile.py {sampling,post_runtime,purge} --cprofile [--memory MB]
 
-The first three run the benchmark's function for that row in lambda-sandbox with the built
-layer, find the monitor among the sandbox's descendants (its host pid) and record it with
-py-spy (non-blocking, so the profiler does not stop it), then print where its samples fall:
-the functions with the most samples of their own, and with the most including what they call.
-py-spy cannot read every build of the layer's interpreter (it needs to find its version); then
---cprofile runs the monitor under cProfile instead (a copy of the layer with Debian's _lsprof
-module and probes/profile_bootstrap.py), which slows it but shows where its main thread spends
-its time. `importtime` runs the layer's interpreter with -X importtime (a copy of the layer
-whose launcher adds the flag) and prints the imports that cost the monitor's start the most.
+The first three run the benchmark's function for that row with a copy of the built layer in
+which the monitor runs under cProfile (thread CPU time, main thread: where it samples, walks,
+purges and writes documents; probes/profile_bootstrap.py, with Debian's _lsprof module, which
+the layer leaves out), and print its profile by own and by cumulative time. The profiler slows
+every call, so read the shares, not the times. py-spy cannot be used: it cannot tell the
+version of the layer's interpreter. `importtime` runs the layer's interpreter with
+-X importtime (a copy of the layer whose launcher adds the flag) and prints the imports that
+cost the monitor's start the most.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import json
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,60 +43,6 @@ SCENARIOS = {
 }
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
-
-
-def find_monitor(sandbox_pid: int, timeout_s: float = 20.0) -> int | None:
-    """The host pid of the monitor's interpreter among the sandbox command's descendants."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        todo, seen = [sandbox_pid], []
-        while todo:
-            pid = todo.pop()
-            seen.append(pid)
-            todo += _children(pid)
-        for pid in seen:
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"/opt/tmp-monitor/" in cmdline and b"python" in cmdline:
-                return pid
-        time.sleep(0.01)
-    return None
-
-
-def summarize(raw: Path, top: int = 25) -> str:
-    own: collections.Counter[str] = collections.Counter()
-    inclusive: collections.Counter[str] = collections.Counter()
-    total = 0
-    for line in raw.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack:
-            continue
-        n = int(count)
-        frames = [f.split(" (")[0] + " (" + f.split(" (")[-1] for f in stack.split(";")]
-        total += n
-        own[frames[-1]] += n
-        for frame in set(frames):
-            inclusive[frame] += n
-    out = [f"{total} samples"]
-    for title, counter in (("own", own), ("including callees", inclusive)):
-        out.append(f"\n-- most samples, {title}:")
-        out += [f"{100 * n / total:5.1f} %  {frame}" for frame, n in counter.most_common(top)]
-    return "\n".join(out)
-
-
 LSPROF = Path("/usr/lib/python3.11/lib-dynload/_lsprof.cpython-311-x86_64-linux-gnu.so")
 
 
@@ -114,7 +55,7 @@ def cprofile_layer(layer: Path, dest: Path) -> Path:
     return root
 
 
-def record(scenario: str, memory: int, rate: int, invocations: int, cprof: bool) -> str:
+def record(scenario: str, memory: int, invocations: int) -> str:
     function, event, env, timeout = SCENARIOS[scenario]
     layer = ROOT / "dist" / "tmp-monitor-x86_64.zip"
     with tempfile.TemporaryDirectory(prefix="tmp-monitor-profile-") as scratch:
@@ -125,10 +66,8 @@ def record(scenario: str, memory: int, rate: int, invocations: int, cprof: bool)
             text = launcher.read_text()
             launcher.write_text(text.replace("-X utf8", "-X utf8 -X importtime"))
             layer_arg = root
-        elif cprof:
-            layer_arg = cprofile_layer(layer, work / "layer")
         else:
-            layer_arg = layer
+            layer_arg = cprofile_layer(layer, work / "layer")
         command = [
             sys.executable,
             "-m",
@@ -154,39 +93,13 @@ def record(scenario: str, memory: int, rate: int, invocations: int, cprof: bool)
         ]
         for key, value in env.items():
             command += ["--env", f"{key}={value}"]
-        sandbox = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if scenario == "importtime" or cprof:
-            sandbox.wait()
-            stderr = (work / "capture" / "extension-tmp-monitor.stderr").read_text()
-            return stderr.partition("BENCH profile\n")[2] if cprof else importtime(stderr)
-        pid = find_monitor(sandbox.pid)
-        if pid is None:
-            sandbox.kill()
-            raise SystemExit("profile: the monitor's process did not appear")
-        raw = work / "profile.txt"
-        spy = subprocess.run(
-            [
-                str(Path(sys.executable).parent / "py-spy"),
-                "record",
-                "--pid",
-                str(pid),
-                "--rate",
-                str(rate),
-                "--nonblocking",
-                "--threads",
-                "--format",
-                "raw",
-                "--output",
-                str(raw),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
+        subprocess.run(command, capture_output=True, check=False)
+        stderr = (work / "capture" / "extension-tmp-monitor.stderr").read_text()
+        if scenario == "importtime":
+            return importtime(stderr)
+        return (
+            stderr.partition("BENCH profile\n")[2] or f"no profile; the monitor's stderr: {stderr}"
         )
-        sandbox.wait()
-        if not raw.exists():
-            raise SystemExit(f"profile: py-spy recorded nothing: {spy.stderr[-800:]}")
-        return summarize(raw)
 
 
 def importtime(stderr: str, top: int = 25) -> str:
@@ -209,11 +122,9 @@ def main() -> int:
     top = argparse.ArgumentParser(prog="bench/profile.py", description=__doc__.split("\n\n")[0])
     top.add_argument("scenario", choices=sorted(SCENARIOS))
     top.add_argument("--memory", type=int, default=1769)
-    top.add_argument("--rate", type=int, default=500, help="py-spy samples per second")
     top.add_argument("--invocations", type=int, default=20)
-    top.add_argument("--cprofile", action="store_true", help="cProfile instead of py-spy")
     args = top.parse_args()
-    print(record(args.scenario, args.memory, args.rate, args.invocations, args.cprofile))
+    print(record(args.scenario, args.memory, args.invocations))
     return 0
 
 
