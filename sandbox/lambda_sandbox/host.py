@@ -420,7 +420,7 @@ class Sandbox:
         if self._final is not None:
             return self._final[2]
         with _as_host_error():
-            return self._cg.oom_kills() + self._thrash.kills
+            return self._cg.oom_kills() + self._thrash.kills()
 
     def kill_all(self) -> None:
         """SIGKILL every process of the environment (frozen or not); nsinit stays."""
