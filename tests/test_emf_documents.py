@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import threading
 import time
 from typing import Any
 
@@ -280,6 +281,27 @@ def test_documents_go_to_stdout_by_default(capsys: pytest.CaptureFixture[str]) -
     emf.EmfSink(context()).emit(SUMMARY)
     out = capsys.readouterr().out
     assert len(emf_check.parse_documents(out)) == 1
+
+
+def test_a_document_is_written_at_once_even_while_powertools_is_still_importing() -> None:
+    """SPEC 6: the invocation document goes out before the monitor's next. One held back for
+    the import would be lost if the environment were killed before the next emit."""
+    importing = threading.Event()
+    done = threading.Event()
+
+    def slow_import() -> None:
+        importing.wait()
+        time.sleep(0.2)
+        done.set()
+
+    preload = threading.Thread(target=slow_import, daemon=True)
+    preload.start()
+    out = io.StringIO()
+    sink = emf.EmfSink(context(), out, preload=preload)
+    importing.set()
+    sink.emit(invocation())
+    assert done.is_set(), "emit waits for the import instead of holding the document"
+    assert [d["requestId"] for d in emf_check.parse_documents(out.getvalue())] == ["req-1"]
 
 
 # ---- the checker itself catches what the schema lets through -----------------------------------

@@ -27,7 +27,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
     import queue
-    import threading
     from typing import Any
 
     from tmp_monitor import config
@@ -137,9 +136,7 @@ def _after_register(
             # (register.disabled read the variable apart from config.load: they agree.)
             return _drain(items, next_caller)
         registered = _registered(body)
-        return _run(
-            cfg, registered, next_caller, items, telemetry_ok, multi, after_init, started_ms, log
-        )
+        return _run(cfg, registered, next_caller, items, telemetry_ok, multi, started_ms, log)
     except Exception as exc:
         # Set-up failed after registering: stay out of the way until SHUTDOWN.
         log.error("the monitor is off for this environment: %r", exc)
@@ -194,7 +191,6 @@ def _run(
     items: queue.SimpleQueue[Any],
     telemetry_ok: bool,
     multi: bool,
-    after_init: bool,
     started_ms: int,
     log: logging.Logger,
 ) -> int:
@@ -231,7 +227,7 @@ def _run(
         items=items,
         monitor=Monitor(start_wall_ms=started_ms),
         sampler=sampler_,
-        sink=_sink(context, next_caller, after_init),
+        sink=_sink(context),
         purger=_purger(cfg, log) if purge_on else None,
         period_s=period_ms / 1000,
         telemetry_ok=telemetry_ok,
@@ -241,20 +237,11 @@ def _run(
     return loop.run()
 
 
-def _sink(context: Context, next_caller: NextCaller, after_init: bool) -> EmfSink:
-    """The sink, and when Powertools is imported: at once if the set-up is part of Init; else
-    once the first invocation's next is sent (its import would otherwise take that invocation
-    CPU and hold the GIL its end-of-runtime work and its next need; its document waits)."""
+def _sink(context: Context) -> EmfSink:
+    """The sink, with Powertools imported in a thread from now on (the first emit waits)."""
     from tmp_monitor import emf
 
-    if not after_init:
-        return emf.EmfSink(context, preload=emf.preload())
-
-    def start() -> threading.Thread:
-        target = next_caller.sent + 1  # the next about to be asked (the sink emits before it)
-        return emf.preload(lambda: next_caller.wait_sent(target, SENT_WAIT_S))
-
-    return emf.EmfSink(context, start_preload=start)
+    return emf.EmfSink(context, preload=emf.preload())
 
 
 def _purger(cfg: config.Config, log: logging.Logger) -> Purger:

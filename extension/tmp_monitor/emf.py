@@ -8,10 +8,10 @@ them anyway). Our own switch gates emission: with TMP_MONITOR_DISABLED no sink i
 (the monitor only waits for SHUTDOWN), and Powertools is never imported.
 
 Powertools takes tens of milliseconds of CPU to import, which would land in the cold start or
-in the first invocation (SPEC 8): the entry point imports it in a thread (preload()) and gives
-that thread to the sink, which holds the documents that come before the import is done and
-writes them, in order, at the first emit after it (the summary, the last document, waits for
-it). The first invocation's document is so written after that invocation's next, not before.
+in the first invocation (SPEC 8): the entry point imports it in a thread (preload()) started
+with the set-up, so the import overlaps the first invocation. A document is never held back
+for it: SPEC 6 has each invocation document written before the monitor's next, and a document
+held past that is lost if the environment is killed. The first emit waits for the import.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import contextlib
 import json
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
@@ -51,13 +51,10 @@ def _provider_class() -> type[AmazonCloudWatchEMFProvider]:
     return AmazonCloudWatchEMFProvider
 
 
-def preload(before: Callable[[], None] | None = None) -> threading.Thread:
-    """Import Powertools in a daemon thread (the import lock makes a later import wait), once
-    before() has returned."""
+def preload() -> threading.Thread:
+    """Import Powertools in a daemon thread (the import lock makes a later import wait)."""
 
     def run() -> None:
-        if before is not None:
-            before()
         # A failure here shows again at the first emit, which counts it.
         with contextlib.suppress(Exception):
             _provider_class()
@@ -90,9 +87,7 @@ class Context:
 class EmfSink:
     """Writes each record as one compact EMF line to out, flushed at once.
 
-    With preload (the thread importing Powertools), or start_preload (what starts it, at the
-    first emit), records that come before the import is done are held, and written in order at
-    the first emit after it.
+    preload is the thread importing Powertools: the first emit waits for it.
     """
 
     def __init__(
@@ -100,32 +95,16 @@ class EmfSink:
         context: Context,
         out: IO[str] | None = None,
         preload: threading.Thread | None = None,
-        start_preload: Callable[[], threading.Thread] | None = None,
     ) -> None:
         self._ctx = context
         self._out = out
         self._preload = preload
-        self._start_preload = start_preload
-        self._held: list[Record] = []
         self.errors = 0
 
     def emit(self, record: Record) -> None:
-        if self._preload is None and self._start_preload is not None:
-            self._preload = self._start_preload()
-            self._start_preload = None
-        preload = self._preload
-        if preload is not None:
-            if preload.is_alive() and not isinstance(record, SummaryRecord):
-                self._held.append(record)
-                return
-            # The summary is the last document: nothing may stay held. Imported here if the
-            # thread has not begun (or waits for the thread's import, through the import lock).
-            with contextlib.suppress(Exception):
-                _provider_class()
+        if self._preload is not None:
+            self._preload.join()
             self._preload = None
-            held, self._held = self._held, []
-            for earlier in held:
-                self._write(earlier)
         self._write(record)
 
     def _write(self, record: Record) -> None:
