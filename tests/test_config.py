@@ -261,10 +261,16 @@ def test_a_long_bad_value_is_shown_cut_short() -> None:
     assert "(10000 characters)" in warnings[0]
 
 
-def test_unknown_tmp_monitor_variable_is_named_and_ignored() -> None:
-    loaded, warnings = load({**PURGE_ON, "TMP_MONITOR_PURGE_THRESHOLD": "5"})
-    assert warnings == ["'TMP_MONITOR_PURGE_THRESHOLD' is not a tmp-monitor setting; ignored"]
-    assert loaded.purge is PurgeMode.ALWAYS
+@pytest.mark.parametrize(
+    "misspelt", ["TMP_MONITOR_PURGE_THRESHOLD", "TMP_MONITOR_KEPE", "TMP_MONITOR_DRYRUN"]
+)
+def test_unknown_tmp_monitor_variable_is_named_ignored_and_turns_the_purge_off(
+    misspelt: str,
+) -> None:
+    # A misspelt KEEP or DRY_RUN would purge what the user meant to keep.
+    loaded, warnings = load({**PURGE_ON, misspelt: "5"})
+    assert warnings == [f"'{misspelt}' is not a tmp-monitor setting; ignored, and the purge is off"]
+    assert loaded.purge is PurgeMode.OFF
     assert loaded.purge_threshold_bytes == 100 * MIB
 
 

@@ -388,6 +388,66 @@ def test_client_reads_chunked_and_refusals() -> None:
         extensions_api.Client(f"127.0.0.1:{server.server_address[1]}").next()
 
 
+def test_next_gone_for_good_is_said_through_exit_error_before_the_exit() -> None:
+    """issue 9: when the API the monitor needs is gone for good (a 4xx on next), it exits
+    through /extension/exit/error, not silently (which the platform takes for a crash)."""
+    import io
+
+    from tmp_monitor import emf
+    from tmp_monitor.monitor import Monitor
+    from tmp_monitor.runner import Runner
+    from tmp_monitor.sampler import Sampler
+
+    posted: list[tuple[str, str | None, dict[str, Any]]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(403)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            kind = self.headers.get("Lambda-Extension-Function-Error-Type")
+            posted.append((self.path, kind, body))
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = extensions_api.Client(f"127.0.0.1:{server.server_address[1]}")
+        client.extension_id = "ext-1"
+        items: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        caller = extensions_api.NextCaller(client, items.put)
+        caller.request()
+        context = emf.Context("TmpMonitor", (("FunctionName",),), "f", "1", "0", False, False, "x")
+        status = Runner(
+            next_caller=caller,
+            items=items,
+            monitor=Monitor(start_wall_ms=int(time.time() * 1000)),
+            sampler=Sampler(tmp_root="/nonexistent-tmp-monitor-test"),
+            sink=emf.EmfSink(context, io.StringIO()),
+            purger=None,
+            period_s=0.05,
+            telemetry_ok=True,
+        ).run()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert status == 1
+    assert [(path, kind) for path, kind, _ in posted] == [
+        ("/2020-01-01/extension/exit/error", "Extension.ApiUnavailable")
+    ]
+    assert posted[0][2]["errorType"] == "Extension.ApiUnavailable"
+
+
 # ---- the early registration ------------------------------------------------------------------
 
 
@@ -490,7 +550,7 @@ def test_failing_readers_are_counted_and_next_still_comes(tmp_path: Path) -> Non
             monitor=Monitor(start_wall_ms=int(time.time() * 1000)),
             sampler=BrokenSampler(tmp_root=str(tmp_path)),
             sink=emf.EmfSink(context, out),
-            purger=purge.make_purger(Config()),
+            purger=purge.make_purger(Config(), root=str(tmp_path)),
             period_s=0.01,
             telemetry_ok=True,
         ).run()

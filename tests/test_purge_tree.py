@@ -736,7 +736,7 @@ def purge_as(uid: int, root: Path, keep: keep_mod.KeepList) -> PurgeResult:
     return as_user(uid, lambda: purge_tree(str(root), keep))
 
 
-def test_processes_of_the_same_user_that_cannot_be_read_are_counted_and_said_once(
+def test_a_process_of_the_same_user_that_cannot_be_read_stops_the_purge_said_once(
     fs: Fs,
 ) -> None:
     hidden = write(fs.root / "held-by-a-hidden-process", 10)
@@ -755,8 +755,9 @@ def test_processes_of_the_same_user_that_cannot_be_read_are_counted_and_said_onc
 
     assert first is not None and first.unreadable_processes == 1
     assert second is not None and second.unreadable_processes == 1
-    # What it holds cannot be seen, so it is not protected: the warning says so, once.
-    assert first.files == 1
+    # What it holds cannot be seen, so nothing is removed (it may hold any file open).
+    assert first.files == 0 and second is not None and second.files == 0
+    assert hidden.exists()
     assert len([w for w in warnings if "cannot be read" in w]) == 1
 
 

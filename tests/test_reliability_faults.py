@@ -70,15 +70,7 @@ CASES: list[Any] = [
     # Near its limit the kernel first reclaims page cache (the runtime's and the monitor's
     # code) before it kills: the dying function crawls, longer with the layer's pages in the
     # cgroup. A 10 s timeout lets the OOM kill, not the timeout, end it in both runs.
-    pytest.param(
-        Case("", FUNCTIONS / "python_oom", events=[{}, {}], timeout=10, memory=128),
-        marks=pytest.mark.xfail(
-            strict=False,
-            reason="open bug (issue 9 report): on a busy host, with the layer, an OOM-bound "
-            "function at 128 MB sometimes thrashes on reclaimed code pages to its timeout "
-            "(Sandbox.Timedout) instead of being OOM-killed (Runtime.ExitError) as without it",
-        ),
-    ),
+    Case("", FUNCTIONS / "python_oom", events=[{}, {}], timeout=10, memory=128),
 ]
 
 

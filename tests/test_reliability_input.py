@@ -25,11 +25,14 @@ from sandbox_run import Run, run
 FUNCTIONS = Path(__file__).parent / "functions"
 KEEPER = FUNCTIONS / "reliability_keeper"
 HOSTILE = FUNCTIONS / "reliability_hostile"
+# A bad value of any of these turns the purge off (a misspelt name too: it may be a purge
+# variable the user meant to set).
 PURGE_VARIABLES = {
     "TMP_MONITOR_PURGE",
     "TMP_MONITOR_PURGE_THRESHOLD_MB",
     "TMP_MONITOR_KEEP",
     "TMP_MONITOR_DRY_RUN",
+    "TMP_MONITOR_PURGE_TRESHOLD_MB",
 }
 INVOCATIONS = 3
 

@@ -247,7 +247,7 @@ def _sink(context: Context) -> EmfSink:
 def _purger(cfg: config.Config, log: logging.Logger) -> Purger:
     from tmp_monitor import purge
 
-    return purge.make_purger(cfg, warn=log.warning)
+    return purge.make_purger(cfg, root="/tmp", warn=log.warning)
 
 
 def _drain(items: queue.SimpleQueue[Any], next_caller: NextCaller) -> int:

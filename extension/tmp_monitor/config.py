@@ -5,7 +5,8 @@ own settings (`POWERTOOLS_*` and the rest) never change the monitor. It never ra
 it cannot use gives exactly one line through `warn`, naming the variable, the bad value and what
 is done instead; a bad value of a purge variable (`PURGE`, `PURGE_THRESHOLD_MB`, `KEEP`,
 `DRY_RUN`) turns the purge off, any other falls back to its default. A `TMP_MONITOR_*` name that
-is not a setting (a typo, most likely) is warned about and ignored.
+is not a setting (a typo, most likely) is warned about, ignored, and turns the purge off too: a
+misspelt `KEEP` or `DRY_RUN` would otherwise purge more than the user asked.
 
 How values are read:
 
@@ -154,11 +155,12 @@ def load(env: Mapping[str, str], warn: Callable[[str], None]) -> Config:
     def bad(name: str, expected: str, instead: str) -> None:
         warn(f"{name}={_shown(env[name])} is not {expected}; {instead}")
 
-    for name in sorted(n for n in env if n.startswith("TMP_MONITOR_") and n not in _KNOWN):
-        warn(f"{_shown(name)} is not a tmp-monitor setting; ignored")
-
     defaults = Config()
     purge_ok = True
+    # A misspelt KEEP or DRY_RUN would purge more than the user asked: fail safe.
+    for name in sorted(n for n in env if n.startswith("TMP_MONITOR_") and n not in _KNOWN):
+        warn(f"{_shown(name)} is not a tmp-monitor setting; ignored, and {_PURGE_OFF}")
+        purge_ok = False
 
     disabled = defaults.disabled
     if (text := value(names.ENV_DISABLED)) is not None:

@@ -1,8 +1,9 @@
 """Wire client of the Lambda Extensions API: next, and the HTTP both APIs speak.
 
 Registration is tmp_monitor.register's (it runs before anything else is imported). There is no
-init/exit error call: the monitor never fails the function's Init or invocation; when it cannot
-work it keeps calling next until SHUTDOWN.
+init error call: the monitor never fails the function's Init; when it cannot work it keeps
+calling next until SHUTDOWN. The one exit is when next itself is gone for good (a 4xx, or
+failures past every retry): then it says so through /extension/exit/error before it exits.
 
 Plain HTTP/1.1 on loopback over a socket: http.client would pull in the email package (and
 ssl, where present), several MiB of the monitor's RSS, which lands in Max Memory Used (SPEC 3).
@@ -31,6 +32,8 @@ PREFIX: Final = "/2020-01-01/extension"
 RETRY_FIRST_S: Final = 0.01
 RETRY_MAX_S: Final = 1.0
 ID_HEADER: Final = "Lambda-Extension-Identifier"
+ERROR_TYPE_HEADER: Final = "Lambda-Extension-Function-Error-Type"
+EXIT_ERROR_TIMEOUT_S: Final = 1.0
 
 
 if TYPE_CHECKING:
@@ -216,6 +219,15 @@ class Client:
         event: Event = json.loads(payload)
         return event
 
+    def exit_error(self, error_type: str, message: str) -> None:
+        """POST /extension/exit/error, best effort: the API may be gone already."""
+        body = {"errorMessage": message, "errorType": error_type, "stackTrace": []}
+        headers = {ID_HEADER: self.extension_id, ERROR_TYPE_HEADER: error_type}
+        try:  # noqa: SIM105 (contextlib is an import this module avoids before the first next)
+            self._call("POST", "/exit/error", body, headers, EXIT_ERROR_TIMEOUT_S)
+        except ApiError:
+            pass
+
 
 # A next that fails the way a passing fault does (a 5xx answer, a dropped connection) is asked
 # again after each of these pauses: giving up would end the process, which the platform takes
@@ -255,6 +267,9 @@ class NextCaller:
         self._first_answer = _thread.allocate_lock()
         self._first_answer.acquire()  # released once the first next has been answered
         _thread.start_new_thread(self._run, ())
+
+    def exit_error(self, error_type: str, message: str) -> None:
+        self._client.exit_error(error_type, message)
 
     def request(self) -> None:
         self.pending = True

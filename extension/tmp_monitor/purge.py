@@ -447,9 +447,11 @@ def purge_tree(
                 # Without /proc neither mounts nor open files can be seen: removing then could
                 # break a database the function keeps open.
                 tally.error(f"{proc_root} cannot be read")
-            else:
-                held = held_files(proc_root, root_st.st_dev)
+            elif (held := held_files(proc_root, root_st.st_dev)).unreadable:
+                # A process of the function's user whose fds cannot be read (not dumpable, as
+                # browser helpers make themselves) may hold a file open: remove nothing.
                 unreadable = held.unreadable
+            else:
                 walk = _Walk(root_st.st_dev, mount_id, keep, held.inodes, dry_run, proc_root)
                 check_keep = keep.may_keep_below("")
                 ident = (root_st.st_dev, root_st.st_ino)
@@ -497,7 +499,8 @@ def _no_purge(used_bytes: int, deadline_ms: float | None = None) -> PurgeResult 
 
 def make_purger(
     config: Config,
-    root: str = "/tmp",
+    *,
+    root: str,  # no default: a purger of the wrong folder deletes what it finds there
     proc_root: str = "/proc",
     warn: Callable[[str], None] = _stderr,
 ) -> Purger:
@@ -540,7 +543,7 @@ def make_purger(
             once(
                 "unreadable",
                 f"purge: the open files of {result.unreadable_processes} processes cannot be"
-                " read; files only they hold open are not protected",
+                " read; nothing is purged while they run (they may hold any file open)",
             )
         return result
 

@@ -93,6 +93,7 @@ class Runner:
             if isinstance(item, NextResult):
                 if item.event is None:
                     log.error("next failed, the monitor stops: %s", item.error)
+                    self._next.exit_error("Extension.ApiUnavailable", str(item.error))
                     return 1
                 if item.event["eventType"] == "SHUTDOWN":
                     return self._on_shutdown(item.event)
