@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -468,21 +469,48 @@ def environ_names(pid: int) -> set[str]:
     return {item.split(b"=", 1)[0].decode() for item in raw.split(b"\0") if item}
 
 
+@pytest.fixture
+def outside_tmp() -> Iterator[Path]:
+    """A work folder outside /tmp, which the monitor below sees replaced by its own tmpfs."""
+    path = Path(tempfile.mkdtemp(prefix="tmp-monitor-layer-", dir="/var/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
 @pytest.mark.parametrize("shell", [["dash"], ["busybox", "sh"], ["bash", "--posix"]])
 def test_monitor_ignores_a_hostile_function_environment(
-    tmp_path: Path, platform: tuple[Platform, str], shell: list[str]
+    outside_tmp: Path, platform: tuple[Platform, str], shell: list[str]
 ) -> None:
     """Run from an arbitrary prefix by each /bin/sh a Lambda image may have (bash on Amazon
     Linux, dash on Debian, busybox): only the layer's own libraries get loaded, none of the
     function's Python settings or code takes effect, and the monitor's documents are its own."""
     require_monitor("x86_64")
     state, api = platform
-    launcher = unzip_layer("x86_64", tmp_path / "some" / "prefix" / "opt")
-    layer_root = str(tmp_path / "some" / "prefix" / "opt") + "/"
-    env, marker = hostile_env(tmp_path)
+    launcher = unzip_layer("x86_64", outside_tmp / "some" / "prefix" / "opt")
+    layer_root = str(outside_tmp / "some" / "prefix" / "opt") + "/"
+    env, marker = hostile_env(outside_tmp)
+    # The monitor gets a /tmp of its own (a tmpfs in a private mount namespace), never the
+    # host's: it walks what /tmp holds, and a purge setting added here one day must not empty
+    # the developer's /tmp. unshare, mount and sh run with a clean environment; `env -i` gives
+    # the hostile one to the shell alone. Every step execs, so proc.pid is the monitor's.
+    hostile = [f"{k}={v}" for k, v in lambda_env(api, env).items()]
     proc = subprocess.Popen(
-        [*shell, str(launcher)],
-        env=lambda_env(api, env),
+        [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            'mount -t tmpfs -o size=16m tmpfs /tmp && exec "$@"',
+            "sh",
+            "env",
+            "-i",
+            *hostile,
+            *shell,
+            str(launcher),
+        ],
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
