@@ -172,10 +172,13 @@ def test_fault(case: Case, monitor_layer: Path) -> None:
     per_request = Counter(d["requestId"] for d in docs if d["document"] == "invocation")
     assert all(n == 1 for n in per_request.values()), per_request
     assert completed(with_layer) <= set(per_request), explain
-    # One summary per environment (each timeout, crash or OOM kill starts a new one).
+    # One summary per environment (each timeout, crash or OOM kill starts a new one). An
+    # environment ended by an OOM kill may lack it: the kernel (or the sandbox's thrash guard)
+    # may take the monitor with the runtime, which is no completed invocation's document.
     environments = sum(1 for line in with_layer.stdout if line.startswith("INIT_START"))
+    oom_ended = sum(1 for report in with_layer.reports if report.error_type.endswith("OutOfMemory"))
     kinds = Counter(d["document"] for d in docs)
-    assert kinds["summary"] == environments, explain
+    assert environments - oom_ended <= kinds["summary"] <= environments, explain
     summaries = [d for d in docs if d["document"] == "summary"]
     if case.fault == "no-report":  # what never came is counted, not waited for
         assert kinds["report"] == 0, explain
