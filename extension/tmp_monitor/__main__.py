@@ -205,7 +205,7 @@ def _run(
         )
     purge_on = telemetry_ok and not multi and cfg.purge is not config.PurgeMode.OFF
     sampler_ = sampler.Sampler(warn=log.warning)
-    memory_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or 128)
+    memory_mb = _memory_mb()
     period_ms = cfg.sample_ms or sampler.adaptive_period_ms(memory_mb)
     context = emf.Context(
         namespace=cfg.namespace,
